@@ -1,0 +1,30 @@
+# Quick start: `make demo` and `make test` each work alone on a fresh clone.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# exact pin: picks the local CPU wheel; a looser pin pulls GBs of CUDA wheels
+TORCH  := torch==2.13.0
+
+.PHONY: install test demo bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH)"
+	$(PY) -m pip install --quiet -e ".[dev]" "$(TORCH)"
+	touch $(STAMP)
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -n 2 --durations=15
+
+demo: $(STAMP)
+	HF_HUB_OFFLINE=1 $(VENV)/bin/tla demo --out outputs/demo
+
+bench: $(STAMP)
+	$(PY) benchmarks/sim_throughput.py
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache

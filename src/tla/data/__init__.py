@@ -1,0 +1,1 @@
+"""Dataset: generation, storage, loading, viewing and export of tactile-action samples."""
