@@ -34,3 +34,52 @@ class Policy(Protocol):
     def save(self, directory: str | Path) -> None:
         """Write everything needed to reload this policy with `load_policy(directory)` alone."""
         ...
+
+
+class TrainablePolicy:
+    """A learned policy as the shared trainer (`tla.train`) sees it.
+
+    Dataset items (from `tla.data.dataset.TactileDataset`) are dicts with at least: `frames` uint8
+    (8, H, W, 3), `shape` str, `clearance` float, `error` float32 (3,), `action` float32 (3,) in
+    mm/mm/deg, `instruction` str, `answer` str. The trainer never looks inside them; the policy does.
+
+    Contract:
+    - `model`: the torch.nn.Module the trainer optimises (its parameters with requires_grad=True)
+      and hands to `accelerate` (the prepared, possibly DDP-wrapped module is passed back to `loss`).
+    - `collate(items)` -> dict of CPU tensors; `loss(model, batch)` -> (scalar loss, {metric: float}).
+    - `fit_normalizer(items)` is called once with training items before training (statistics that must
+      be stored with the checkpoint: action normalisation etc.).
+    - `after_optimizer_step()` runs after every optimiser step (e.g. an EMA update).
+    - `save(dir)` writes weights + resolved config + normaliser + anything needed to `load(dir)`;
+      `extra_state()` / `load_extra_state()` carry non-parameter training state (e.g. EMA) for resume.
+    """
+
+    name: str = "policy"
+
+    def collate(self, items: list[dict]) -> dict:
+        raise NotImplementedError
+
+    def loss(self, model, batch: dict):
+        raise NotImplementedError
+
+    def fit_normalizer(self, items: list[dict]) -> None:
+        return None
+
+    def after_optimizer_step(self) -> None:
+        return None
+
+    def extra_state(self) -> dict:
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        return None
+
+    def predict(self, observations: np.ndarray, shapes: list[str]) -> Prediction:
+        raise NotImplementedError
+
+    def save(self, directory: str | Path) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "TrainablePolicy":
+        raise NotImplementedError
