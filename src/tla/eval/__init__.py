@@ -1,0 +1,1 @@
+"""Evaluation: metrics, offline scoring and closed-loop trials (shared by every policy)."""

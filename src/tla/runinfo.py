@@ -1,0 +1,70 @@
+"""What every run writes next to its outputs: resolved config, seed, versions, hardware."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict, is_dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import tla
+
+_PACKAGES = ("numpy", "scipy", "shapely", "opencv-python-headless", "gymnasium", "torch", "transformers",
+             "peft", "accelerate", "diffusers", "datasets")
+
+
+def versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0], "tla": tla.__version__}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def git_commit() -> str | None:
+    try:
+        root = Path(__file__).resolve().parents[2]
+        res = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        return res.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def hardware() -> dict[str, Any]:
+    info: dict[str, Any] = {"platform": platform.platform(), "cpu_count": os.cpu_count(), "machine": platform.machine()}
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            info["gpu"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except ImportError:
+        pass
+    return info
+
+
+def run_metadata(config: Any = None, seed: int | None = None, command: str | None = None) -> dict[str, Any]:
+    cfg = asdict(config) if is_dataclass(config) else config
+    return {
+        "command": command or " ".join(sys.argv),
+        "seed": seed,
+        "config": cfg,
+        "versions": versions(),
+        "git_commit": git_commit(),
+        "hardware": hardware(),
+        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def write_run_metadata(directory: str | Path, config: Any = None, seed: int | None = None, name: str = "run.json") -> Path:
+    path = Path(directory) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(run_metadata(config, seed), indent=2, default=str))
+    return path

@@ -1,0 +1,245 @@
+"""Quasi-static mechanics of a failed attempt: compliant grasp, unilateral rim contact, pad slip.
+
+Frames: the gripper origin is the centre of the pads ("grasp centre"), x along the pads, y toward the
+left pad, z up; the peg's rigid motion relative to the gripper is q = (u, theta) (mm, rad), small.
+
+1. Grasp stiffness K (6x6): the two gel pads are distributed springs over their contact patches, per
+   unit area k_t = G / t tangentially and k_n = kappa E / t normally (thin bonded layer).
+2. Rim contact: after first contact the gripper descends by s. Each support point i of the contact
+   region (rim height h_i <= 0, surface normal n_i) may not penetrate: n_i . (-s z + J_i q) >= -g_i n_iz,
+   with g_i the initial vertical gap. Equilibrium K q = A^T lambda, lambda >= 0 is a small strictly
+   convex QP, solved through its dual by non-negative least squares (exact, a few microseconds).
+   Rim friction (Coulomb, kinetic, regularised) opposes the sliding of each support point and is added
+   in one correction pass.
+3. Pads: each pad point follows the peg, d = u + theta x r. Normal motion changes the pressure
+   (grip profile + k_n d_n); tangential traction k_t (d_t - slip) is capped by mu_pad p with a return
+   mapping, so the slip field carries history from frame to frame: stick, then partial slip at the
+   low-pressure patch edges, then gross slip when the load exceeds friction x grip.
+The rigid motion is solved with the stick stiffness; slip is resolved locally and does not feed back
+into the rigid-body solve (a documented simplification: it keeps each frame one small exact solve).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import nnls
+
+
+def cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a x b over the last axis (np.cross is slow for the small arrays used here)."""
+    return np.stack([a[..., 1] * b[..., 2] - a[..., 2] * b[..., 1],
+                     a[..., 2] * b[..., 0] - a[..., 0] * b[..., 2],
+                     a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]], axis=-1)
+
+
+def skew(r: np.ndarray) -> np.ndarray:
+    """Batched cross-product matrices: skew(r) @ w == r x w, r of shape (..., 3)."""
+    z = np.zeros(r.shape[:-1])
+    x, y, w = r[..., 0], r[..., 1], r[..., 2]
+    return np.stack(
+        [np.stack([z, -w, y], -1), np.stack([w, z, -x], -1), np.stack([-y, x, z], -1)], -2
+    )
+
+
+def point_jacobian(r: np.ndarray) -> np.ndarray:
+    """(..., 3, 6) map from q = (u, theta) to the displacement u + theta x r = u - skew(r) theta."""
+    eye = np.broadcast_to(np.eye(3), r.shape[:-1] + (3, 3))
+    return np.concatenate([eye, -skew(r)], axis=-1)
+
+
+@dataclass
+class Grasp:
+    """The two pads' contact patches on a world-aligned coarse grid (pad 0 = left/+y, 1 = right/-y)."""
+
+    xs: np.ndarray  # (gw,) grid x positions in the grasp frame (mm)
+    zs: np.ndarray  # (gh,) grid z positions (mm), z up
+    y_pads: np.ndarray  # (2,) pad planes
+    mask: np.ndarray  # (2, gh, gw) contact patch
+    p0: np.ndarray  # (2, gh, gw) grip pressure (MPa)
+    k_t: float  # N/mm^3
+    k_n: float
+    dA: float  # mm^2 per grid cell
+    K: np.ndarray  # (6, 6) grasp stiffness about the grasp centre
+
+    def pad_points(self) -> np.ndarray:
+        """(2, gh, gw, 3) positions of every grid point of both pads."""
+        X, Z = np.meshgrid(self.xs, self.zs)
+        return np.stack(
+            [np.stack([X, np.full_like(X, y), Z], -1) for y in self.y_pads], 0
+        )
+
+
+def build_grasp(
+    strips: list[tuple[float, float]],
+    y_pads: tuple[float, float],
+    contact_height: float,
+    grip_force: float,
+    E: float,
+    nu: float,
+    thickness: float,
+    normal_stiffening: float,
+    pad_width: float,
+    pad_height: float,
+    pitch: float,
+) -> Grasp:
+    """Contact patches (centre x, half-width per pad; grasp frame), grip pressure and stiffness K.
+
+    The grip pressure is bi-parabolic over each patch (highest in the middle, zero at the edges, like a
+    rounded indenter), scaled so each pad carries `grip_force`; its low edges are where slip starts.
+    """
+    gw, gh = int(round(pad_width / pitch)), int(round(pad_height / pitch))
+    xs = (np.arange(gw) + 0.5) * pitch - pad_width / 2
+    zs = (np.arange(gh) + 0.5) * pitch - pad_height / 2
+    X, Z = np.meshgrid(xs, zs)
+    b = contact_height / 2
+    mask = np.zeros((2, gh, gw), bool)
+    p0 = np.zeros((2, gh, gw))
+    dA = pitch * pitch
+    for k, (xc, a) in enumerate(strips):
+        # Widen by half a cell so narrow strips still cover at least one grid column.
+        xi = (X - xc) / (a + pitch / 2)
+        zi = Z / b
+        shape = np.clip(1 - xi**2, 0, None) * np.clip(1 - zi**2, 0, None)
+        mask[k] = shape > 0
+        p0[k] = grip_force * shape / (shape.sum() * dA)
+    G = E / (2 * (1 + nu))
+    k_t = G / thickness
+    k_n = normal_stiffening * E / thickness
+    grasp = Grasp(xs, zs, np.asarray(y_pads, float), mask, p0, k_t, k_n, dA, np.zeros((6, 6)))
+    W = np.sqrt([k_t, k_n, k_t])[None, :, None] * point_jacobian(grasp.pad_points()[mask])  # (N, 3, 6)
+    W = W.reshape(-1, 6)
+    grasp.K = dA * (W.T @ W)
+    return grasp
+
+
+def _tangent_basis(normals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two unit tangents per normal (m, 3) each, orthogonal to it and to each other."""
+    ref = np.where(np.abs(normals[:, [0]]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]])
+    t1 = cross(normals, ref)
+    t1 /= np.linalg.norm(t1, axis=1, keepdims=True)
+    return t1, cross(normals, t1)
+
+
+def solve_rim_contact(
+    K: np.ndarray,
+    points: np.ndarray,
+    areas: np.ndarray,
+    normals: np.ndarray,
+    gaps: np.ndarray,
+    descents: np.ndarray,
+    mu_rim: float,
+    rim_stiffness: float,
+    grip_capacity: float,
+    cone_sides: int = 4,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Peg motion q (T, 6), normal rim forces (T, m) and vertical rim load (T,) per gripper descent s_t.
+
+    points (m, 3) in the grasp frame with their contact areas (m,), normals (m, 3) unit, gaps (m,) >= 0
+    initial vertical gaps. The rim is a stiff Winkler foundation (`rim_stiffness` N/mm^3: each point is a
+    spring of stiffness rim_stiffness x area), so the load spreads over the contact region. Frictional unilateral contact as one convex QP (Anitescu's relaxation): each contact force is a
+    non-negative combination of the edges n + mu d_j of a polyhedral friction cone, and each edge's
+    complementary constraint keeps the point on or above the rim. The dual is a non-negative least
+    squares problem, so stick, slide and lift-off all come out of one exact solve per frame.
+    `grip_capacity` (N) is the vertical load the pads can hold by friction (mu_pad x total grip force):
+    the rim load never exceeds it; the rest of the descent becomes slip of the peg through the pads
+    (resolved in `pad_fields`).
+    """
+    m = len(points)
+    t1, t2 = _tangent_basis(normals)
+    ang = 2 * np.pi * np.arange(cone_sides) / cone_sides
+    dirs = np.cos(ang)[None, :, None] * t1[:, None] + np.sin(ang)[None, :, None] * t2[:, None]
+    edges = (normals[:, None, :] + mu_rim * dirs).reshape(-1, 3)  # (m * sides, 3)
+    owner = np.repeat(np.arange(m), cone_sides)
+    K_inv = np.linalg.inv(K)
+    J = point_jacobian(points)[owner]  # (m * sides, 3, 6)
+    G = np.einsum("ea,eak->ek", edges, J)  # generator wrenches (as rows)
+    compliance = np.repeat(1.0 / (rim_stiffness * areas), cone_sides)
+    L = np.linalg.cholesky(G @ K_inv @ G.T + np.diag(compliance))
+
+    def equilibrium(s: float) -> tuple[np.ndarray, np.ndarray]:
+        b = s * edges[:, 2] - (gaps * normals[:, 2])[owner]
+        beta, _ = nnls(L.T, np.linalg.solve(L, b))
+        return K_inv @ (G.T @ beta), np.bincount(owner, beta, minlength=m)
+
+    qs, forces, loads = [], [], []
+    for s in descents:
+        q, fn = equilibrium(s)
+        load = float(fn @ normals[:, 2])
+        if load > grip_capacity:  # the pads cannot hold more: the rim load stays at the grip capacity
+            q, fn = equilibrium(s * grip_capacity / load)  # the load grows ~linearly with descent
+            load = float(fn @ normals[:, 2])
+        qs.append(q)
+        forces.append(fn)
+        loads.append(load)
+    return np.array(qs), np.array(forces), np.array(loads)
+
+
+@dataclass
+class PadFields:
+    """Per frame and pad, on the world-aligned coarse grid."""
+
+    pressure: np.ndarray  # (T, 2, gh, gw) MPa
+    traction: np.ndarray  # (T, 2, gh, gw, 2) tangential (x, z) MPa
+    displacement: np.ndarray  # (T, 2, gh, gw, 2) elastic surface displacement (x, z) mm = traction / k_t
+    indentation: np.ndarray  # (T, 2, gh, gw) mm = pressure / k_n
+    slipping: np.ndarray  # (T, 2, gh, gw) bool, contact points at the friction cap
+    stick_ratio: np.ndarray  # (T, 2) share of the contact patch still sticking
+    gross_slip: np.ndarray  # (T,) extra vertical travel of the peg through the pads beyond the stick motion
+
+
+def pad_fields(grasp: Grasp, qs: np.ndarray, loads: np.ndarray, mu_pad: float) -> PadFields:
+    """Pressure, traction and slip on both pads for each frame, with slip history (return mapping).
+
+    Each frame the peg's rigid motion q comes from the stick solve; its vertical translation is then
+    increased by delta >= 0 until the pads' vertical traction carries the rim load: with partial slip
+    the grasp is softer than the stick stiffness, and at the grip capacity every point slides (gross
+    slip). delta is found by a safeguarded Newton iteration (the traction is piecewise linear in it).
+    """
+    mask = grasp.mask
+    pts = grasp.pad_points()[mask]  # (N, 3) contact-patch points only
+    side = np.where(pts[:, 1] > 0, 1.0, -1.0)  # moving +y presses the left pad and unloads the right
+    p0 = grasp.p0[mask]
+    slip = np.zeros((len(pts), 2))
+    T = len(qs)
+    shape = (T,) + mask.shape
+    pressure, slipping = np.zeros(shape), np.zeros(shape, bool)
+    traction = np.zeros(shape + (2,))
+    gross = np.zeros(T)
+
+    def respond(d_t: np.ndarray, cap: np.ndarray, slip: np.ndarray):
+        trial = grasp.k_t * (d_t - slip)
+        mag = np.sqrt(np.einsum("ij,ij->i", trial, trial))
+        at_cap = mag > cap
+        return trial * np.where(at_cap, cap / np.maximum(mag, 1e-12), 1.0)[:, None], at_cap
+
+    for t, q in enumerate(qs):
+        d = q[:3] + cross(q[3:], pts)  # rigid motion of the peg at each pad point
+        p = np.maximum(p0 + grasp.k_n * side * d[:, 1], 0.0)
+        cap = mu_pad * p
+        d_t = d[:, [0, 2]]
+        target = min(loads[t], 0.999 * cap.sum() * grasp.dA)
+        delta = 0.0
+        for _ in range(12):
+            tau, at_cap = respond(d_t + [0.0, delta], cap, slip)
+            excess = tau[:, 1].sum() * grasp.dA - target
+            sticking = (~at_cap).sum()
+            if excess >= -1e-6 * max(target, 1.0) or sticking == 0:
+                break
+            delta += -excess / (grasp.k_t * grasp.dA * sticking)
+        d_t = d_t + [0.0, delta]
+        tau, at_cap = respond(d_t, cap, slip)
+        slip = d_t - tau / grasp.k_t  # points at the cap slide until their traction equals it; kept
+        gross[t] = delta
+        pressure[t][mask], traction[t][mask], slipping[t][mask] = p, tau, at_cap
+    area = mask.sum(axis=(1, 2))
+    return PadFields(
+        pressure=pressure,
+        traction=traction,
+        displacement=traction / grasp.k_t,
+        indentation=pressure / grasp.k_n,
+        slipping=slipping,
+        stick_ratio=1 - slipping.sum(axis=(2, 3)) / np.maximum(area, 1),
+        gross_slip=gross,
+    )

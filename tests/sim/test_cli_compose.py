@@ -1,0 +1,52 @@
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from tla.cli import app
+from tla.config import ConfigError, apply_overrides, from_dict, to_dict
+from tla.sim import SimConfig
+from tla.sim.compose import check_frames, make_composite
+
+runner = CliRunner()
+
+
+def test_preview_writes_a_png(tmp_path):
+    out = tmp_path / "sheet.png"
+    res = runner.invoke(app, ["sim", "preview", "--shape", "triangle", "--ex", "1.9", "--out", str(out),
+                              "--set", "render.height=120", "--set", "render.width=160"])
+    assert res.exit_code == 0, res.output
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_preview_rejects_unknown_shape():
+    res = runner.invoke(app, ["sim", "preview", "--shape", "star"])
+    assert res.exit_code != 0 and "unknown peg shape" in res.output
+
+
+def test_bench_prints_json():
+    res = runner.invoke(app, ["sim", "bench", "--json", "--n", "3", "--repeats", "1"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output.strip().splitlines()[-1])
+    assert data["sequences_per_second_per_core"] > 0 and data["frames_per_sequence"] == 8
+
+
+def test_composite_layout():
+    frames = np.stack([np.full((30, 40, 3), 10 * (i + 1), np.uint8) for i in range(8)])
+    comp = make_composite(frames, 90)
+    assert comp.shape == (90, 90, 3)
+    cells = [comp[r * 30 + 15, c * 30 + 15, 0] for r in range(3) for c in range(3)]
+    assert cells == [10, 20, 30, 40, 50, 60, 70, 80, 255]  # L0 L1 L2 / L3 R0 R1 / R2 R3 white
+    with pytest.raises(ValueError, match=r"shape \(8, H, W, 3\)"):
+        check_frames(frames[:7])
+
+
+def test_config_overrides_round_trip_and_errors():
+    cfg = apply_overrides(SimConfig(), ["gel.E=0.3", "render.height=100", "randomize.E=0.1,0.2"])
+    assert cfg.gel.E == 0.3 and cfg.render.height == 100 and cfg.randomize.E == (0.1, 0.2)
+    assert from_dict(SimConfig, json.loads(json.dumps(to_dict(cfg)))) == cfg
+    with pytest.raises(ConfigError, match="unknown config key 'gel.stiffness'"):
+        apply_overrides(cfg, ["gel.stiffness=2"])
+    with pytest.raises(ConfigError, match="expected an integer"):
+        apply_overrides(cfg, ["render.height=abc"])
