@@ -1,0 +1,197 @@
+"""On-disk layout of a tactile dataset (LeRobot-v3-like) and its checks.
+
+    DIR/meta/build.json                         build plan: data config + resolved sim config (written first)
+    DIR/meta/info.json                          written last, when every shard is there: configs, code
+                                                version, seed, counts, schema, file hashes
+    DIR/meta/stats.json                         action / error statistics per split
+    DIR/data/<split>/chunk-000/file-000.parquet shards written with HF `datasets` (images as `Image`)
+
+A directory without meta/info.json is an unfinished build; every reader raises `DatasetError` naming the
+file at fault and the command that fixes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import cv2
+import datasets
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+FORMAT = "tla-tactile-dataset"
+FORMAT_VERSION = 1
+FRAME_COLUMNS = tuple(f"{pad}_t{t}" for pad in ("left", "right") for t in range(4))  # = frame order
+DATA_PATH = "data/{split}/chunk-{chunk:03d}/file-{file:03d}.parquet"
+FILES_PER_CHUNK = 1000
+
+FEATURES = datasets.Features(
+    {
+        **{c: datasets.Image() for c in FRAME_COLUMNS},
+        "shape": datasets.Value("string"),
+        "clearance": datasets.Value("float64"),
+        "error": datasets.List(datasets.Value("float64"), length=3),
+        "action": datasets.List(datasets.Value("float64"), length=3),
+        "instruction": datasets.Value("string"),
+        "answer": datasets.Value("string"),
+        "episode_index": datasets.Value("int64"),
+        "attempt_index": datasets.Value("int64"),
+        "sample_seed": datasets.Value("int64"),
+    }
+)
+SCALAR_COLUMNS = tuple(k for k in FEATURES if k not in FRAME_COLUMNS)
+
+
+class DatasetError(RuntimeError):
+    """A missing, unfinished, truncated or foreign dataset directory; the message says how to fix it."""
+
+
+def shard_path(split: str, shard_no: int) -> str:
+    return DATA_PATH.format(split=split, chunk=shard_no // FILES_PER_CHUNK, file=shard_no % FILES_PER_CHUNK)
+
+
+# ---------------------------------------------------------------- images
+def encode_image(rgb: np.ndarray, fmt: str, jpeg_quality: int = 95, png_compression: int = 1) -> bytes:
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    if fmt == "png":
+        ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, png_compression])
+    elif fmt == "jpeg":
+        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+    else:
+        raise ValueError(f"image format must be 'png' or 'jpeg', got {fmt!r}")
+    if not ok:
+        raise RuntimeError(f"could not encode a {rgb.shape} image as {fmt}")
+    return buf.tobytes()
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise DatasetError("an image in the dataset could not be decoded (corrupt shard); rebuild it")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+# ---------------------------------------------------------------- shards
+def write_shard(rows: dict[str, list], path: Path, row_group_size: int) -> None:
+    """Write one shard atomically: a temporary file in the same folder, then os.replace."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    # Same bytes as Dataset.from_dict(rows, features=FEATURES), without hashing the images for a fingerprint
+    ds = datasets.Dataset(pa.Table.from_pydict(rows, schema=FEATURES.arrow_schema), fingerprint="tla-shard")
+    ds.to_parquet(str(tmp), batch_size=row_group_size)
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def shard_rows(path: Path) -> int | None:
+    """Rows in a finished shard, or None when the file is missing, truncated or not parquet."""
+    try:
+        return pq.read_metadata(path).num_rows
+    except (OSError, pa.ArrowException):  # ArrowInvalid on a truncated or foreign footer
+        return None
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------- meta
+def write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path, fix: str) -> dict:
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise DatasetError(f"{path} cannot be read ({e}); {fix}") from None
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise DatasetError(f"{path} is not a {FORMAT} file (foreign directory?); {fix}")
+    return obj
+
+
+def read_build(root: Path) -> dict:
+    return _read_json(Path(root) / "meta" / "build.json", "rebuild into a fresh directory with `tla data build`")
+
+
+def load_info(root: str | Path, check_files: bool = True) -> dict:
+    """meta/info.json of a finished dataset, after checking that every shard it lists is intact."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(
+            f"dataset directory {root} does not exist; build it with `tla data build --preset tiny --out {root}`"
+        )
+    info_path = root / "meta" / "info.json"
+    if not info_path.exists():
+        if (root / "meta" / "build.json").exists():
+            raise DatasetError(
+                f"{root} is an unfinished build ({info_path} missing): rerun the same `tla data build` command "
+                f"to resume it, or `tla data merge {root} SLICE_DIRS...` for a sliced build"
+            )
+        raise DatasetError(
+            f"{root} is not a TLA tactile dataset ({info_path} missing); "
+            f"build one with `tla data build --preset tiny --out DIR`"
+        )
+    info = _read_json(info_path, f"rebuild {root} with `tla data build`")
+    if info.get("format_version") != FORMAT_VERSION:
+        raise DatasetError(f"{info_path}: format_version {info.get('format_version')} != {FORMAT_VERSION}; rebuild it")
+    if check_files:
+        for rel, meta in info["files"].items():
+            rows = shard_rows(root / rel)
+            if rows != meta["rows"]:
+                state = "missing" if not (root / rel).exists() else f"truncated or corrupt ({rows} rows readable)"
+                raise DatasetError(
+                    f"shard {root / rel} is {state}, expected {meta['rows']} rows: delete it and rerun "
+                    f"`tla data build` with the same arguments (it regenerates only missing shards), "
+                    f"then the dataset is whole again"
+                )
+    return info
+
+
+def split_files(info: dict, split: str) -> list[str]:
+    if split not in info["splits"]:
+        raise DatasetError(f"split {split!r} is not in this dataset; it has {sorted(info['splits'])}")
+    return info["splits"][split]["files"]
+
+
+def write_card(root: Path, info: dict) -> None:
+    """README.md with the HF dataset-card YAML that names the splits: `datasets.load_dataset(str(root))`."""
+    lines = ["---", "configs:", "- config_name: default", "  data_files:"]
+    for split in info["splits"]:
+        lines += [f"  - split: {split}", f"    path: data/{split}/*/*.parquet"]
+    counts = ", ".join(f"{k} {v['samples']}" for k, v in info["splits"].items())
+    lines += ["---", "", f"# TLA tactile-action dataset ({info['preset']} preset, seed {info['seed']})", "",
+              f"Samples: {counts}. Built by `tla data build`; see meta/info.json for the full config.", ""]
+    (Path(root) / "README.md").write_text("\n".join(lines))
+
+
+def content_hash(files: dict[str, dict]) -> str:
+    h = hashlib.sha256()
+    for rel in sorted(files):
+        h.update(f"{rel}\0{files[rel]['sha256']}\n".encode())
+    return h.hexdigest()
+
+
+def read_scalars(root: Path, files: list[str]) -> dict[str, np.ndarray]:
+    """All non-image columns of the given shards, concatenated (cheap: parquet is columnar)."""
+    tables = [pq.read_table(Path(root) / f, columns=list(SCALAR_COLUMNS)) for f in files]
+    t = pa.concat_tables(tables) if tables else None
+    out = {}
+    for c in SCALAR_COLUMNS:
+        col = t.column(c).to_pylist() if t is not None else []
+        out[c] = np.asarray(col, dtype=np.float64) if c in ("error", "action", "clearance") else np.asarray(col)
+    if t is None:
+        out["error"] = out["action"] = np.zeros((0, 3))
+    return out
