@@ -53,12 +53,17 @@ def _background(h: int, w: int, rgb: tuple, led_gradient: float) -> np.ndarray:
     return lum[..., None] * np.asarray(rgb, np.float32)[None, None, :]
 
 
+@lru_cache(maxsize=4)
+def _unit_noise(h: int, w: int) -> np.ndarray:
+    return np.random.default_rng(20250311).standard_normal((h + _NOISE_MARGIN, w + _NOISE_MARGIN, 3)).astype(np.float32)
+
+
 @lru_cache(maxsize=32)
 def _noise_banks(h: int, w: int, std_q: float) -> tuple[np.ndarray, np.ndarray]:
     """A fixed Gaussian noise tile at one noise level, split into its positive and negative parts as
     uint8 (two saturating 8-bit ops add it). Levels are quantised to 0.25 grey levels so banks cache."""
-    noise = np.rint(std_q * np.random.default_rng(20250311).standard_normal((h + _NOISE_MARGIN, w + _NOISE_MARGIN, 3)))
-    return np.clip(noise, 0, 255).astype(np.uint8), np.clip(-noise, 0, 255).astype(np.uint8)
+    noise = _unit_noise(h, w) * np.float32(std_q)
+    return cv2.convertScaleAbs(np.maximum(noise, 0)), cv2.convertScaleAbs(np.minimum(noise, 0))
 
 
 @lru_cache(maxsize=8)
