@@ -28,20 +28,6 @@ _SUBPIXEL = 8  # marker sprites at 1/8 px offsets
 _NOISE_MARGIN = 32  # frames take random windows of a fixed noise tile this much larger than the image
 
 
-def to_image_axes(field: np.ndarray, pad: int) -> np.ndarray:
-    """World-aligned grid (z up, x right) -> camera image axes (row down; left pad mirrored in x).
-
-    field: (gh, gw) scalar or (gh, gw, 2) tangential (x, z) vector. Vectors come back as (u right, v down).
-    """
-    f = field[::-1]  # rows: z up -> image rows down
-    if pad == 0:
-        f = f[:, ::-1]
-    if f.ndim == 3:
-        sx = -1.0 if pad == 0 else 1.0
-        f = np.stack([sx * f[..., 0], -f[..., 1]], axis=-1)
-    return np.ascontiguousarray(f)
-
-
 @lru_cache(maxsize=8)
 def _background(h: int, w: int, rgb: tuple, led_gradient: float) -> np.ndarray:
     """(h, w, 3) float32 gel background: LED along the top edge, brightness falling off downwards,
@@ -135,55 +121,64 @@ class PadLook:
         return cls(markers_ref, factor, cv2.convertScaleAbs(bg, alpha=light_gain), pos, neg)
 
 
-def spread(field: np.ndarray, sigma_cells: float) -> np.ndarray:
-    """Elastic spreading of contact fields through the gel layer: a Gaussian kernel of the layer's
-    length scale (~ its thickness), in grid cells. Channels (..., C) are spread independently."""
-    return cv2.GaussianBlur(field.astype(np.float32), (0, 0), max(sigma_cells, 1e-3),
-                            borderType=cv2.BORDER_REPLICATE)
+def to_camera(fields: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """World-aligned pad fields (T, 2 pads, gh, gw) and (T, 2, gh, gw, 2) -> per-frame camera images in
+    frame order (pad-major: left t0..t3, right t0..t3), shapes (8, gh, gw) and (8, gh, gw, 2) as (u, v)."""
+    s = np.swapaxes(fields, 0, 1)[:, :, ::-1]  # pad-major; rows: z up -> image rows down
+    v = np.swapaxes(vectors, 0, 1)[:, :, ::-1]
+    s = np.concatenate([s[0, :, :, ::-1], s[1]])  # the left camera sees x mirrored
+    u = np.concatenate([-v[0, :, :, ::-1, 0], v[1, ..., 0]])
+    w = -np.concatenate([v[0, :, :, ::-1, 1], v[1, ..., 1]])
+    return np.ascontiguousarray(s, np.float32), np.ascontiguousarray(np.stack([u, w], -1), np.float32)
+
+
+def spread(fields: np.ndarray, sigma_cells: float) -> np.ndarray:
+    """Elastic spreading of contact fields through the gel layer: a Gaussian kernel of the layer's length
+    scale (~ its thickness), in grid cells. fields (N, gh, gw, C): all N x C channels in one pass."""
+    n, gh, gw, c = fields.shape
+    stacked = np.ascontiguousarray(np.moveaxis(fields, 0, 2).reshape(gh, gw, n * c), np.float32)
+    out = cv2.GaussianBlur(stacked, (0, 0), max(sigma_cells, 1e-3), borderType=cv2.BORDER_REPLICATE)
+    return np.moveaxis(out.reshape(gh, gw, n, c), 2, 0)
+
+
+def shading(cfg: RenderConfig, depth: np.ndarray) -> np.ndarray:
+    """White-light shading of the indented surface (N, gh, gw): slope against the key light (u right,
+    v down) and a slight darkening with depth."""
+    gx = np.gradient(depth, cfg.grid_pitch_mm, axis=2)
+    gy = np.gradient(depth, cfg.grid_pitch_mm, axis=1)
+    lx, lz = cfg.light_dir
+    return (1.0 + cfg.shading_gain * (lx * gx - lz * gy) - 0.25 * depth).astype(np.float32)
+
+
+def sample_markers(disp_px: np.ndarray, markers_ref: np.ndarray, cell: float) -> np.ndarray:
+    """Bilinear samples of coarse displacement fields (N, gh, gw, 2) at reference marker centres (M, 2) px."""
+    _, gh, gw, _ = disp_px.shape
+    fx = np.clip(markers_ref[:, 0] / cell - 0.5, 0, gw - 1)
+    fy = np.clip(markers_ref[:, 1] / cell - 0.5, 0, gh - 1)
+    x0, y0 = np.minimum(fx.astype(int), gw - 2), np.minimum(fy.astype(int), gh - 2)
+    tx, ty = (fx - x0)[:, None], (fy - y0)[:, None]
+    return (disp_px[:, y0, x0] * ((1 - tx) * (1 - ty)) + disp_px[:, y0, x0 + 1] * (tx * (1 - ty))
+            + disp_px[:, y0 + 1, x0] * ((1 - tx) * ty) + disp_px[:, y0 + 1, x0 + 1] * (tx * ty))
 
 
 def render_frame(
     cfg: RenderConfig,
     look: PadLook,
-    depth: np.ndarray,
-    disp: np.ndarray,
+    shade: np.ndarray,
+    disp_px: np.ndarray,
     noise_offset: tuple[int, int],
-) -> tuple[np.ndarray, np.ndarray]:
-    """One tactile image and its current marker positions.
-
-    depth (gh, gw) surface indentation in mm and disp (gh, gw, 2) surface displacement in mm (u, v), both
-    in this camera's image axes on the coarse grid (already spread by `spread`).
-    Returns (uint8 (h, w, 3), markers (M, 2) px).
-    """
+) -> np.ndarray:
+    """One tactile image, uint8 (h, w, 3), from this camera's coarse shading (gh, gw) and surface
+    displacement in pixels (gh, gw, 2) as (u, v)."""
     h, w = cfg.height, cfg.width
-    gh, gw = depth.shape
-    cell = w / gw
-    disp_px = disp * np.float32(w / cfg.pad_width_mm)
-
-    # White-light shading: slope of the indented surface against the key light (u right, v down).
-    gx = np.empty_like(depth)
-    gy = np.empty_like(depth)
-    gx[:, 1:-1] = (depth[:, 2:] - depth[:, :-2]) / (2 * cfg.grid_pitch_mm)
-    gx[:, 0], gx[:, -1] = gx[:, 1], gx[:, -2]
-    gy[1:-1] = (depth[2:] - depth[:-2]) / (2 * cfg.grid_pitch_mm)
-    gy[0], gy[-1] = gy[1], gy[-2]
-    lx, lz = cfg.light_dir
-    shade = (1.0 + cfg.shading_gain * (lx * gx - lz * gy) - 0.25 * depth).astype(np.float32)
     shade = cv2.resize(shade, (w, h), interpolation=cv2.INTER_LINEAR)
-
     # Markers move with the surface: sample the reference pattern at x - u(x) (inverse warp by the
     # smooth, upsampled displacement field).
     maps = cv2.subtract(_pixel_map(h, w), cv2.resize(disp_px, (w, h), interpolation=cv2.INTER_LINEAR))
     markers = cv2.remap(look.marker_factor, maps, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-
     # Compose in 8 bits: luminance 1.0 is stored as _LUM_ONE; noise is added with saturation.
     lum = cv2.convertScaleAbs(cv2.multiply(shade, markers), alpha=_LUM_ONE)
     img = cv2.multiply(look.background, cv2.cvtColor(lum, cv2.COLOR_GRAY2RGB), scale=1.0 / _LUM_ONE)
     oy, ox = noise_offset
     img = cv2.add(img, look.noise_pos[oy : oy + h, ox : ox + w])
-    img = cv2.subtract(img, look.noise_neg[oy : oy + h, ox : ox + w])
-
-    # Current marker centres: reference + the displacement field sampled there.
-    g = (look.markers_ref / cell - 0.5).astype(np.float32)
-    moved = cv2.remap(disp_px, g[None, :, 0], g[None, :, 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[0]
-    return img, look.markers_ref + moved
+    return cv2.subtract(img, look.noise_neg[oy : oy + h, ox : ox + w])

@@ -17,7 +17,8 @@ from tla.sim.compose import NUM_PADS, frame_index
 from tla.sim.config import SimConfig
 from tla.sim.labels import action_label
 from tla.sim.mechanics import build_grasp, pad_fields, solve_rim_contact
-from tla.sim.render import PadLook, draw_markers, marker_reference, render_frame, spread, to_image_axes
+from tla.sim.render import (PadLook, draw_markers, marker_reference, render_frame, sample_markers, shading, spread,
+                            to_camera)
 
 
 @dataclass
@@ -108,35 +109,35 @@ def simulate_attempt(
 
 
 def _render(cfg: SimConfig, result: AttemptResult, fields, params: dict, rng: np.random.Generator) -> None:
+    """Fields -> 8 images. Coarse-grid work runs on all frames at once; only the full-resolution
+    OpenCV passes run per frame."""
     rc = cfg.render
-    T = cfg.motion.frames
     sigma_cells = rc.kernel_sigma * params["thickness"] / rc.grid_pitch_mm
-    shift = np.array([params["shift_x_px"], params["shift_y_px"]])
-    n = NUM_PADS * T
-    frames = np.empty((n, rc.height, rc.width, 3), np.uint8)
-    depth = np.empty((n,) + fields.indentation.shape[2:], np.float32)
-    shear = np.empty((n,) + fields.displacement.shape[2:], np.float32)
-    curs = []
+    depth, shear = to_camera(fields.indentation, fields.displacement)
+    spread_all = spread(np.concatenate([depth[..., None], shear], axis=-1), sigma_cells)
+    depth, shear = spread_all[..., 0], spread_all[..., 1:]
+    shade = shading(rc, depth)
+    ppm = rc.width / rc.pad_width_mm
+    disp_px = np.ascontiguousarray(shear * np.float32(ppm))
     # Both sensors are the same model: one jittered marker pattern per attempt, mirrored for the right pad.
+    shift = np.array([params["shift_x_px"], params["shift_y_px"]])
     ref = marker_reference(rc, params["marker_pitch"], shift, rng)
     mask = draw_markers(rc, ref)
-    refs = [ref, np.column_stack([rc.width - 1 - ref[:, 0], ref[:, 1]])]
+    refs = [ref, np.column_stack([rc.width - 1 - ref[:, 0], ref[:, 1]]).astype(np.float32)]
     masks = [mask, np.ascontiguousarray(mask[:, ::-1])]
-    offsets = rng.integers(0, 32, (n, 2))
+    offsets = rng.integers(0, 32, (NUM_PADS * cfg.motion.frames, 2))
+    frames = np.empty((len(offsets), rc.height, rc.width, 3), np.uint8)
+    cell = rc.width / depth.shape[2]
+    curs = []
     for pad in range(NUM_PADS):
         look = PadLook.create(rc, refs[pad], masks[pad], params["light_gain"], params["noise_std"])
-        for t in range(T):
-            i = frame_index(pad, t)
-            # Indentation and the two displacement components spread through the layer in one pass.
-            fields_img = np.dstack([to_image_axes(fields.indentation[t, pad], pad),
-                                    to_image_axes(fields.displacement[t, pad], pad)])
-            fields_img = spread(fields_img, sigma_cells)
-            depth[i], shear[i] = fields_img[..., 0], fields_img[..., 1:]
-            frames[i], cur = render_frame(rc, look, depth[i], shear[i], tuple(offsets[i]))
-            curs.append(cur)
+        idx = [frame_index(pad, t) for t in range(cfg.motion.frames)]
+        curs.append(refs[pad] + sample_markers(disp_px[idx], refs[pad], cell))
+        for i in idx:
+            frames[i] = render_frame(rc, look, shade[i], disp_px[i], tuple(offsets[i]))
     result.frames, result.depth, result.shear = frames, depth, shear
     result.markers_ref = np.stack(refs)
-    result.markers_cur = np.stack(curs)
+    result.markers_cur = np.concatenate(curs).astype(np.float32)
 
 
 def simulate_batch(
