@@ -167,9 +167,10 @@ def render_frame(
     shade: np.ndarray,
     disp_px: np.ndarray,
     noise_offset: tuple[int, int],
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """One tactile image, uint8 (h, w, 3), from this camera's coarse shading (gh, gw) and surface
-    displacement in pixels (gh, gw, 2) as (u, v)."""
+    displacement in pixels (gh, gw, 2) as (u, v); written into `out` when given."""
     h, w = cfg.height, cfg.width
     shade = cv2.resize(shade, (w, h), interpolation=cv2.INTER_LINEAR)
     # Markers move with the surface: sample the reference pattern at x - u(x) (inverse warp by the
@@ -181,4 +182,4 @@ def render_frame(
     img = cv2.multiply(look.background, cv2.cvtColor(lum, cv2.COLOR_GRAY2RGB), scale=1.0 / _LUM_ONE)
     oy, ox = noise_offset
     img = cv2.add(img, look.noise_pos[oy : oy + h, ox : ox + w])
-    return cv2.subtract(img, look.noise_neg[oy : oy + h, ox : ox + w])
+    return cv2.subtract(img, look.noise_neg[oy : oy + h, ox : ox + w], dst=out)

@@ -134,7 +134,7 @@ def _render(cfg: SimConfig, result: AttemptResult, fields, params: dict, rng: np
         idx = [frame_index(pad, t) for t in range(cfg.motion.frames)]
         curs.append(refs[pad] + sample_markers(disp_px[idx], refs[pad], cell))
         for i in idx:
-            frames[i] = render_frame(rc, look, shade[i], disp_px[i], tuple(offsets[i]))
+            render_frame(rc, look, shade[i], disp_px[i], tuple(offsets[i]), out=frames[i])
     result.frames, result.depth, result.shear = frames, depth, shear
     result.markers_ref = np.stack(refs)
     result.markers_cur = np.concatenate(curs).astype(np.float32)
