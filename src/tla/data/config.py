@@ -14,7 +14,6 @@ from tla.config import ConfigError
 
 # Fixed split codes: part of every seed, so the same episode index in two splits is a different episode.
 SPLIT_CODES = {"sp_train": 1, "sp_test": 2, "mp_train": 3, "mp_test_id": 4, "mp_test_ood": 5}
-SHAPES = ("square", "triangle", "hexagon", "round", "pentagon")
 
 
 @dataclass(frozen=True)
