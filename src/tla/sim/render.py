@@ -85,21 +85,22 @@ def marker_reference(cfg: RenderConfig, pitch: float, shift_px: np.ndarray, rng:
 def draw_markers(cfg: RenderConfig, centres: np.ndarray) -> np.ndarray:
     """Marker coverage mask (h, w) float32 in [0, 1], anti-aliased at 1/8 px sub-pixel positions.
 
-    Markers never overlap (the pitch is several radii), so one vectorised scatter of pre-rendered
-    sprites draws them all.
+    Markers never overlap (the pitch is several radii), so one scatter of pre-rendered sprites into a
+    canvas padded by a sprite's half-width draws them all (no per-pixel bounds checks).
     """
     h, w = cfg.height, cfg.width
     sprites, half = _marker_sprites(cfg.marker_radius * w / cfg.pad_width_mm)
+    k = 2 * half + 1
+    wp = w + 2 * k
     base = np.floor(centres).astype(np.int64)
+    inside = (base[:, 0] > -half) & (base[:, 0] < w + half) & (base[:, 1] > -half) & (base[:, 1] < h + half)
+    base, centres = base[inside], centres[inside]
     q = np.minimum(((centres - base) * _SUBPIXEL).round().astype(np.int64), _SUBPIXEL - 1)
-    tiles = sprites[q[:, 1], q[:, 0]]  # (M, k, k)
-    off = np.arange(-half, half + 1)
-    xs = np.broadcast_to(base[:, 0, None, None] + off[None, None, :], tiles.shape)
-    ys = np.broadcast_to(base[:, 1, None, None] + off[None, :, None], tiles.shape)
-    ok = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h) & (tiles > 0)
-    mask = np.zeros((h, w), np.float32)
-    mask[ys[ok], xs[ok]] = tiles[ok]
-    return mask
+    off = (np.arange(k)[:, None] * wp + np.arange(k)[None, :]).ravel()  # sprite pixels, flat offsets
+    start = (base[:, 1] + k - half) * wp + (base[:, 0] + k - half)
+    canvas = np.zeros((h + 2 * k) * wp, np.float32)
+    canvas[(start[:, None] + off[None, :]).ravel()] = sprites[q[:, 1], q[:, 0]].ravel()
+    return canvas.reshape(h + 2 * k, wp)[k : k + h, k : k + w]
 
 
 @dataclass
