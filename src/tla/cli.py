@@ -14,6 +14,10 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="TLA: tactile
 from tla.sim.cli import app as sim_app  # noqa: E402
 
 app.add_typer(sim_app, name="sim", help="Tactile peg-in-hole simulator: preview, benchmark, episodes.")
+from tla.train.cli import predict_cmd, train_cmd  # noqa: E402
+
+app.command("train")(train_cmd)
+app.command("predict")(predict_cmd)
 from tla.data.cli import app as data_app  # noqa: E402
 
 app.add_typer(data_app, name="data", help="Tactile-action dataset: build, merge, view, stats, export.")

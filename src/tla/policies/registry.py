@@ -1,0 +1,78 @@
+"""Policy registry: name -> class, so the trainer, evaluator, CLI and server build or load any policy.
+
+A registered class implements `TrainablePolicy` plus:
+- `build(preset: str, overrides: list[str]) -> policy` (a fresh, untrained policy from a preset), or an
+  `__init__(config: Config)` whose dataclass `Config` has `preset_config(preset)`;
+- `load(directory) -> policy` (what its `save(directory)` wrote).
+Optionally `train_overrides(preset, split) -> list[str]`: the policy's defaults for the trainer config
+(learning rate, batch, epochs...), applied before the user's `train.*` overrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import typing
+from pathlib import Path
+
+from tla.config import apply_overrides, to_dict
+
+# name -> "module:Class" (imported lazily: a policy's heavy dependencies load only when it is used)
+POLICIES: dict[str, str] = {
+    "tla": "tla.policies.tla.policy:TLAPolicy",
+    "bc": "tla.policies.bc.policy:BCPolicy",
+    "dp": "tla.policies.dp.policy:DPPolicy",
+}
+
+
+def policy_class(name: str):
+    if name not in POLICIES:
+        raise KeyError(f"unknown policy {name!r}; registered: {sorted(POLICIES)}")
+    module, cls = POLICIES[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def build_policy(name: str, preset: str = "tiny", overrides: list[str] | None = None):
+    """A fresh policy: `cls.build(preset, overrides)`, or else `cls(Config.preset_config(preset))` with the
+    dotted overrides applied, `Config` being the type annotated on `cls.__init__(config)`."""
+    cls, overrides = policy_class(name), list(overrides or [])
+    if hasattr(cls, "build"):
+        return cls.build(preset, overrides)
+    hint = typing.get_type_hints(cls.__init__).get("config")
+    config_cls = next(a for a in (typing.get_args(hint) or (hint,)) if a is not type(None))
+    return cls(apply_overrides(config_cls.preset_config(preset), overrides))
+
+
+def policy_config(policy) -> dict | None:
+    """The policy's resolved config as a dict (for the run's config.json)."""
+    cfg = getattr(policy, "cfg", None) or getattr(policy, "config", None)
+    return to_dict(cfg) if dataclasses.is_dataclass(cfg) else None
+
+
+def policy_dir(path: str | Path) -> Path:
+    """The directory holding a saved policy: run/policy, else run/checkpoints/last/policy, else `path` itself
+    (a checkpoint's policy/ or a bare policy dir)."""
+    p = Path(path)
+    for cand in (p / "policy", p / "checkpoints" / "last" / "policy"):
+        if cand.is_dir():
+            return cand
+    if p.is_dir():
+        return p
+    raise FileNotFoundError(f"no saved policy under {p}")
+
+
+def policy_name(path: str | Path) -> str:
+    """The policy type, from the run's / checkpoint's config.json (trainer) or the policy's policy.json."""
+    d = policy_dir(path)
+    for f in (Path(path) / "config.json", d.parent / "config.json", d / "policy.json"):
+        if f.exists():
+            name = json.loads(f.read_text()).get("policy")
+            if isinstance(name, str):
+                return name
+    raise FileNotFoundError(f"cannot tell the policy type of {path}: no config.json / policy.json naming it")
+
+
+def load_policy(run_dir: str | Path):
+    """Load any registered policy from a run dir, a checkpoint dir or a policy dir; no extra arguments."""
+    return policy_class(policy_name(run_dir)).load(policy_dir(run_dir))

@@ -1,0 +1,87 @@
+"""Typed config of the TLA policy (backbone, LoRA, prompt/image, generation); `tiny` and `paper` presets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from tla.config import apply_overrides
+from tla.data.text import DEFAULT_SCALE
+
+
+@dataclass
+class TinyBackbone:
+    """Random-init Qwen2-VL small enough to train on 2 CPU cores (~0.6 M parameters with vocab 512)."""
+
+    text_layers: int = 2
+    text_hidden: int = 128
+    text_heads: int = 4
+    text_kv_heads: int = 2
+    text_intermediate: int = 256
+    vision_depth: int = 2
+    vision_embed: int = 64
+    vision_heads: int = 4
+    vocab_size: int = 512  # byte-level BPE trained in-process on the prompt/answer corpus
+
+
+@dataclass
+class ModelConfig:
+    preset: Literal["tiny", "pretrained"] = "tiny"
+    path: str | None = None  # local HF checkpoint dir (e.g. Qwen2-VL-7B-Instruct); required for "pretrained"
+    # "lora": frozen backbone + LoRA on the language model's linears (pretrained weights);
+    # "full": every weight trains (a random-init backbone: a frozen random ViT would learn nothing).
+    train_mode: Literal["lora", "full"] = "full"
+    lora_rank: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_targets: tuple[str, ...] = (
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    )
+    freeze_vision: bool = True  # vision tower + merger (only consulted in lora mode; full trains all)
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # auto: bf16 on a bf16 GPU, fp32 on CPU
+    gradient_checkpointing: bool = False
+    seed: int = 0  # initialises the tiny backbone (deterministic for a fixed seed)
+    tiny: TinyBackbone = field(default_factory=TinyBackbone)
+
+
+@dataclass
+class GenerateConfig:
+    num_beams: int = 3  # beam search as in the paper; 1 = greedy
+    max_new_tokens: int = 24  # '[-100, -100, -150]' + end token is < 20 tokens even with one token per digit
+    batch_size: int = 16  # predict() splits larger batches into chunks of this size
+
+
+@dataclass
+class TLAConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    composite_size: int = 224  # 3x3 composite side in px; must be a multiple of 28 (patch 14 x merge 2)
+    scale: tuple[float, float, float] = DEFAULT_SCALE  # action text scale (SPEC 5), stored with the run
+    max_length: int = 2048  # guard on the tokenised prompt + answer
+
+
+def tla_preset(preset: str = "tiny", overrides: list[str] | None = None) -> TLAConfig:
+    """`tiny`: random-init small backbone, full training, 224 px composite (CPU).
+    `paper`: pretrained Qwen2-VL-7B from `model.path`, LoRA, 616 px composite (1936 patches, 484 tokens)."""
+    if preset == "tiny":
+        cfg = TLAConfig()
+    elif preset == "paper":
+        cfg = TLAConfig(model=ModelConfig(preset="pretrained", train_mode="lora"), composite_size=616)
+    else:
+        raise ValueError(f"unknown TLA preset {preset!r}; choose tiny or paper")
+    cfg = apply_overrides(cfg, overrides or [])
+    if cfg.composite_size % 28:
+        raise ValueError(
+            f"composite_size must be a multiple of 28 (patch 14 x merge 2), got {cfg.composite_size}"
+        )
+    if cfg.model.preset == "pretrained" and not cfg.model.path:
+        raise ValueError(
+            "the pretrained backbone needs model.path=/local/Qwen2-VL-7B-Instruct (nothing is downloaded)"
+        )
+    return cfg

@@ -1,0 +1,171 @@
+"""TLAPolicy: the Qwen2-VL policy behind the shared `TrainablePolicy` contract.
+
+Training = next-token cross-entropy on the action text (answer + end token). Inference = beam search over
+a left-padded batch, then the de-tokenizer; text that does not parse gives parse_ok False and a zero action.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tla.config import from_dict, to_dict
+from tla.data.text import decode_action, encode_action
+from tla.policies.base import Prediction, TrainablePolicy
+from tla.policies.tla.config import TLAConfig, tla_preset
+from tla.policies.tla.model import apply_train_mode, build_backbone, count_parameters
+from tla.policies.tla.processing import TLAProcessor
+
+FALLBACK_ACTION = np.zeros(3)  # an unparseable answer moves nothing: the safest action for a retry loop
+
+
+def versions() -> dict[str, str]:
+    import peft
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__}
+
+
+class TLAPolicy(TrainablePolicy):
+    name = "tla"
+
+    def __init__(self, cfg: TLAConfig, tokenizer=None, model=None):
+        self.cfg = cfg
+        if tokenizer is None:
+            tokenizer = _new_tokenizer(cfg)
+        self.processor = TLAProcessor(tokenizer, cfg.composite_size)
+        if model is None:
+            model = apply_train_mode(build_backbone(cfg.model, tokenizer), cfg.model)
+        self.model = model
+        if cfg.model.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable()
+            if (
+                cfg.model.train_mode == "lora"
+            ):  # frozen embeddings: checkpointed blocks need a grad-carrying input
+                self.model.enable_input_require_grads()
+
+    @classmethod
+    def build(cls, preset: str = "tiny", overrides: list[str] | None = None) -> TLAPolicy:
+        return cls(tla_preset(preset, overrides))
+
+    @property
+    def tokenizer(self):
+        return self.processor.tokenizer
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def parameter_counts(self) -> tuple[int, int]:
+        return count_parameters(self.model)
+
+    def describe(self) -> dict:
+        trainable, total = self.parameter_counts()
+        return {
+            "policy": self.name,
+            "train_mode": self.cfg.model.train_mode,
+            "trainable_params": trainable,
+            "total_params": total,
+            "composite_size": self.cfg.composite_size,
+        }
+
+    # --- training ---
+    def answer(self, item: dict) -> str:
+        return encode_action(item["action"], self.cfg.scale)  # the policy's own scale, so decode matches
+
+    def collate(self, items: list[dict]) -> dict:
+        obs = [it["frames"] for it in items]
+        return self.processor.batch(obs, [it["shape"] for it in items], [self.answer(it) for it in items])
+
+    def loss(self, model, batch: dict):
+        out = model(**batch, use_cache=False)
+        return out.loss, {}
+
+    # --- inference ---
+    @torch.no_grad()
+    def generate_text(self, observations, shapes: list[str], num_beams: int | None = None) -> list[str]:
+        g = self.cfg.generate
+        beams = g.num_beams if num_beams is None else num_beams
+        batch = self.processor.batch(observations, shapes)
+        dev, dtype = self.device, next(self.model.parameters()).dtype
+        batch = {k: v.to(dev) for k, v in batch.items()}
+        batch["pixel_values"] = batch["pixel_values"].to(dtype)
+        out = self.model.generate(
+            **batch,
+            max_new_tokens=g.max_new_tokens,
+            num_beams=beams,
+            do_sample=False,
+            early_stopping=beams > 1,
+            pad_token_id=self.processor.pad_id,
+            eos_token_id=self.processor.im_end_id,
+        )
+        return self.tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+
+    def predict(
+        self, observations: np.ndarray, shapes: list[str], num_beams: int | None = None
+    ) -> Prediction:
+        observations = np.asarray(observations)
+        if observations.ndim == 4:
+            observations = observations[None]
+        if len(shapes) != len(observations):
+            raise ValueError(f"{len(observations)} observations but {len(shapes)} shapes")
+        was_training = self.model.training
+        self.model.eval()
+        texts: list[str] = []
+        n = self.cfg.generate.batch_size
+        try:
+            for i in range(0, len(observations), n):
+                texts += self.generate_text(observations[i : i + n], list(shapes[i : i + n]), num_beams)
+        finally:
+            self.model.train(was_training)
+        actions = np.zeros((len(texts), 3))
+        ok = np.zeros(len(texts), dtype=bool)
+        for i, t in enumerate(texts):
+            a = decode_action(t, self.cfg.scale)
+            ok[i] = a is not None
+            actions[i] = a if a is not None else FALLBACK_ACTION
+        return Prediction(
+            actions=actions, texts=texts, parse_ok=ok, extras={"parse_failures": int((~ok).sum())}
+        )
+
+    # --- persistence ---
+    def save(self, directory: str | Path) -> None:
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        meta = {"policy": self.name, "config": to_dict(self.cfg), "versions": versions(), **self.describe()}
+        (d / "policy.json").write_text(json.dumps(meta, indent=2))
+        self.processor.save(d / "processor")
+        # lora: the adapter only (the base is model.path, or the seeded tiny backbone); full: every weight
+        self.model.save_pretrained(d / ("adapter" if self.cfg.model.train_mode == "lora" else "model"))
+
+    @classmethod
+    def load(cls, directory: str | Path) -> TLAPolicy:
+        from transformers import AutoModelForImageTextToText, AutoTokenizer
+
+        from tla.policies.tla.model import torch_dtype
+
+        d = Path(directory)
+        cfg = from_dict(TLAConfig, json.loads((d / "policy.json").read_text())["config"])
+        tokenizer = AutoTokenizer.from_pretrained(d / "processor")
+        if cfg.model.train_mode == "lora":
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(build_backbone(cfg.model, tokenizer), d / "adapter")
+        else:
+            model = AutoModelForImageTextToText.from_pretrained(
+                d / "model", dtype=torch_dtype(cfg.model.dtype)
+            )
+        return cls(cfg, tokenizer=tokenizer, model=model)
+
+
+def _new_tokenizer(cfg: TLAConfig):
+    if cfg.model.preset == "tiny":
+        from tla.policies.tla.tokenizer import train_tiny_tokenizer
+
+        return train_tiny_tokenizer(cfg.model.tiny.vocab_size)
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(cfg.model.path)

@@ -1,0 +1,59 @@
+"""Tokenizer for the random-init tiny backbone, trained in-process so nothing is downloaded.
+
+Byte-level BPE (any text stays encodable) with the Qwen special tokens and one token per digit (digits are
+split before BPE), trained on the prompt/answer corpus. Training is deterministic for a fixed corpus, and
+the result is saved with the run so a run reloads exactly the same vocabulary.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
+from tla.data.text import encode_action, instruction
+
+SPECIAL_TOKENS = (
+    "<|endoftext|>",  # pad
+    "<|im_start|>",
+    "<|im_end|>",  # end of turn = end of the answer (eos)
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
+SHAPES = ("square", "triangle", "hexagon", "round", "pentagon", "circle", "rectangle", "ellipse", "star")
+
+
+def _corpus() -> list[str]:
+    from tla.policies.tla.processing import SYSTEM_PROMPT
+
+    texts = [SYSTEM_PROMPT, "system\nuser\nassistant\n"] + [instruction(s) for s in SHAPES]
+    grid = range(-160, 161, 7)  # covers every sign, digit count and separator of the answers
+    texts += [
+        encode_action((a / 100, b / 100, c / 100))
+        for a, b, c in itertools.product(grid, grid[::5], grid[::5])
+    ]
+    return texts
+
+
+def train_tiny_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerFast:
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_corpus(), trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=list(SPECIAL_TOKENS[1:]),
+    )

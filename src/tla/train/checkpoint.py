@@ -1,0 +1,91 @@
+"""Checkpoints for exact resume: `checkpoints/last` (always) and periodic `checkpoints/step-N`.
+
+A checkpoint dir holds `policy/` (what `policy.save` writes: reloadable alone), `config.json` (the run
+config, so `load_policy(ckpt)` works), `trainer_state.pt` (trainable weights + buffers, optimizer,
+scheduler, step, policy extra state) and `rng-{rank}.pt` (python/numpy/torch RNG of every process).
+The data order is a pure function of (seed, step), so the step alone restores the data position.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def resume_state(model) -> dict[str, torch.Tensor]:
+    """What changes during training: trainable parameters and every buffer (e.g. BatchNorm statistics).
+    Frozen weights (a 7B backbone under LoRA) are not copied."""
+    keep = {n for n, p in model.named_parameters() if p.requires_grad} | {n for n, _ in model.named_buffers()}
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict(keep_vars=True).items() if k in keep}
+
+
+def rng_state() -> dict:
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
+
+
+def set_rng_state(s: dict) -> None:
+    random.setstate(s["python"])
+    np.random.set_state(s["numpy"])
+    torch.set_rng_state(s["torch"])
+    if s.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+
+
+def write_rng(directory: Path, rank: int) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.save(rng_state(), directory / f"rng-{rank}.pt")
+
+
+def write_main(directory: Path, policy, model, optimizer, scheduler, step: int, run_config: dict) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    policy.save(directory / "policy")
+    (directory / "config.json").write_text(json.dumps(run_config, indent=2))
+    state = {
+        "step": step,
+        "model": resume_state(model),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "extra": policy.extra_state(),
+    }
+    torch.save(state, directory / "trainer_state.pt")
+
+
+def publish(tmp: Path, ckpt_root: Path, step: int, periodic: bool, keep: int) -> None:
+    """Atomically replace `last` with `tmp`; copy it to step-N when periodic; prune old step-N dirs."""
+    last = ckpt_root / "last"
+    old = ckpt_root / "last.old"
+    if last.exists():
+        last.rename(old)
+    tmp.rename(last)
+    shutil.rmtree(old, ignore_errors=True)
+    if periodic:
+        shutil.copytree(last, ckpt_root / f"step-{step:07d}", dirs_exist_ok=True)
+        steps = sorted(ckpt_root.glob("step-*"))
+        for d in steps[: max(0, len(steps) - keep)]:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def load(directory: Path, model, optimizer, scheduler, policy, rank: int) -> int:
+    """Restore a checkpoint into live objects; returns the step to continue from."""
+    state = torch.load(directory / "trainer_state.pt", map_location="cpu", weights_only=False)
+    missing = set(state["model"]) - set(model.state_dict())
+    if missing:
+        raise RuntimeError(f"checkpoint has weights the model lacks: {sorted(missing)[:5]}")
+    model.load_state_dict(state["model"], strict=False)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    policy.load_extra_state(state["extra"])
+    rng = directory / f"rng-{rank}.pt"
+    if rng.exists():
+        set_rng_state(torch.load(rng, weights_only=False))
+    return int(state["step"])

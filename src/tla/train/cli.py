@@ -1,0 +1,129 @@
+"""`tla train` and `tla predict`: typer commands (registered in `tla.cli`; also `python -m tla.train.cli`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import typer
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Train and query policies.")
+
+
+def _dataset(data: Path, split: str):
+    from tla.data.dataset import TactileDataset  # lazy: the dataset module is heavy and optional here
+
+    return TactileDataset(data, split)
+
+
+def _split_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
+    """`train.lr=1e-4` goes to the trainer config; everything else (`model.lora_rank=16`) to the policy's."""
+    train = [o[len("train.") :] for o in overrides if o.startswith("train.")]
+    return train, [o for o in overrides if not o.startswith("train.")]
+
+
+@app.command("train")
+def train_cmd(
+    data: Path = typer.Option(..., help="dataset root (tla data build output)"),
+    out: Path = typer.Option(..., help="run directory"),
+    policy: str = typer.Option("tla", help="registered policy: tla, bc, dp"),
+    split: str = typer.Option("sp_train", help="training split; validation is carved from it by episode"),
+    preset: str = typer.Option("tiny", help="tiny (CPU) or paper"),
+    max_steps: int | None = typer.Option(None, help="optimizer steps (overrides epochs)"),
+    resume: bool = typer.Option(False, help="continue from OUT/checkpoints/last"),
+    overrides: list[str] = typer.Argument(None, help="dotted overrides: model.lora_rank=16 train.lr=1e-4"),
+) -> None:
+    """Train a policy; the run dir gets config.json, train_log.jsonl, checkpoints/ and policy/."""
+    from tla.config import from_dict
+    from tla.policies.registry import build_policy, policy_class, policy_config
+    from tla.train.config import TrainConfig, train_preset
+    from tla.train.trainer import train
+
+    train_ov, policy_ov = _split_overrides(list(overrides or []))
+    saved = out / "config.json"
+    prev = json.loads(saved.read_text()) if resume and saved.exists() else None
+    if prev is not None:  # a resumed run keeps its recorded settings (the schedule depends on them)
+        policy, preset, split = prev["policy"], prev["preset"], prev["split"]
+        train_ov, policy_ov = prev["train_overrides"], prev["policy_overrides"]
+        cfg = from_dict(TrainConfig, prev["train"])
+    else:
+        defaults = []
+        if split.startswith("mp"):  # the paper: 20 epochs single-peg, 10 multi-peg (twice the samples)
+            defaults.append("epochs=10" if preset == "paper" else "epochs=8")
+        cls = policy_class(policy)
+        if hasattr(cls, "train_overrides"):
+            defaults += list(cls.train_overrides(preset, split))
+        cfg = train_preset(preset, defaults + train_ov)
+    if max_steps is not None:
+        cfg.max_steps = max_steps
+    pol = build_policy(policy, preset, policy_ov)
+    run_config = {
+        "policy": policy,
+        "preset": preset,
+        "data": str(data.resolve()),
+        "split": split,
+        "seed": cfg.seed,
+        "train_overrides": train_ov,
+        "policy_overrides": policy_ov,
+        "versions": _versions(),
+        "policy_config": policy_config(pol),
+        "model": pol.describe() if hasattr(pol, "describe") else None,
+    }
+    summary = train(pol, _dataset(data, split), cfg, out, run_config, resume=resume)
+    typer.echo(json.dumps(summary, indent=2))
+
+
+@app.command("predict")
+def predict_cmd(
+    run: Path = typer.Option(..., help="run dir, checkpoint dir or policy dir"),
+    data: Path = typer.Option(..., help="dataset root"),
+    split: str = typer.Option("sp_test"),
+    limit: int = typer.Option(8, help="number of samples"),
+    batch_size: int = typer.Option(8),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object per line"),
+) -> None:
+    """Predict actions for the first LIMIT samples of a split, next to their labels."""
+    from transformers.utils import logging as hf_logging
+
+    from tla.policies.registry import load_policy
+
+    hf_logging.disable_progress_bar()  # keep stdout clean: one line per sample
+    pol = load_policy(run)
+    ds = _dataset(data, split)
+    n = min(limit, len(ds))
+    for s in range(0, n, batch_size):
+        items = [ds[i] for i in range(s, min(n, s + batch_size))]
+        pred = pol.predict(np.stack([it["frames"] for it in items]), [it["shape"] for it in items])
+        for j, it in enumerate(items):
+            rec = {
+                "index": s + j,
+                "shape": it["shape"],
+                "action": np.round(pred.actions[j], 4).tolist(),
+                "label": np.round(np.asarray(it["action"], float), 4).tolist(),
+                "text": pred.texts[j] if pred.texts else None,
+                "parse_ok": bool(pred.parse_ok[j]) if pred.parse_ok is not None else True,
+            }
+            if as_json:
+                typer.echo(json.dumps(rec))
+            else:
+                typer.echo(
+                    f"{rec['index']:5d} {rec['shape']:9s} pred {rec['action']} label {rec['label']} "
+                    f"text {rec['text']!r}"
+                )
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {}
+    for pkg in ("tla", "torch", "transformers", "peft", "accelerate", "numpy"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,308 @@
+"""The shared trainer: works on any `TrainablePolicy` (collate / loss / save), through `accelerate`.
+
+Single process by default; `accelerate launch --num_processes N` gives DDP (gloo on CPU). One optimizer
+step consumes `batch_size` samples, split over processes and `grad_accum` micro-batches, so the result
+does not depend on how many processes share the work. The data order is a pure function of (seed,
+step): resume restores the step, the weights, the optimizer, the scheduler and the RNG, and continues
+exactly where an uninterrupted run would be.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+
+from tla.train import checkpoint
+from tla.train.config import TrainConfig
+
+
+# --- data ---
+def episode_ids(dataset) -> np.ndarray:
+    """Episode index of every sample, read from a column when the dataset offers one (no image decode)."""
+    for attr in ("episode_indices", "episode_index"):
+        v = getattr(dataset, attr, None)
+        if v is not None and not callable(v):
+            return np.asarray(v)
+    if hasattr(dataset, "column"):
+        with contextlib.suppress(Exception):
+            return np.asarray(dataset.column("episode_index"))
+    scalars = getattr(dataset, "_scalars", None)  # TactileDataset's scalar columns (read once, no images)
+    if isinstance(scalars, dict) and "episode_index" in scalars:
+        return np.asarray(scalars["episode_index"])
+    return np.asarray([dataset[i].get("episode_index", i) for i in range(len(dataset))])
+
+
+def split_train_val(dataset, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Carve a validation set off the training split, disjoint by episode (attempts of one episode are
+    near-duplicates: splitting them across train/val would leak)."""
+    eps = episode_ids(dataset)
+    uniq = np.unique(eps)
+    n_val = round(fraction * len(uniq)) if fraction > 0 else 0
+    n_val = min(max(n_val, 1 if fraction > 0 and len(uniq) > 1 else 0), len(uniq) - 1)
+    val_eps = np.random.default_rng([seed, 7]).permutation(uniq)[:n_val]
+    is_val = np.isin(eps, val_eps)
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+class Subset(torch.utils.data.Dataset):
+    def __init__(self, dataset, indices):
+        self.dataset, self.indices = dataset, np.asarray(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.dataset[int(self.indices[i])]
+
+    @property
+    def actions(self) -> np.ndarray:
+        """Labels without reading images, when the dataset offers them (normalisers need only these)."""
+        return np.asarray(self.dataset.actions)[self.indices]
+
+
+def step_batch(n: int, batch_size: int, steps_per_epoch: int, seed: int, step: int) -> np.ndarray:
+    """Indices (into the training subset) of the global batch of optimizer step `step`."""
+    epoch, pos = divmod(step, steps_per_epoch)
+    perm = np.random.default_rng([seed, epoch]).permutation(n)
+    return perm[pos * batch_size : (pos + 1) * batch_size]
+
+
+class StepBatches(torch.utils.data.Sampler):
+    """Micro-batch index lists of this process from optimizer step `start` to `end`: the DataLoader's
+    batch sampler, so workers can load and collate ahead while the order stays a function of the step."""
+
+    def __init__(
+        self, n, cfg: TrainConfig, steps_per_epoch: int, start: int, end: int, rank: int, world: int
+    ):
+        self.n, self.cfg, self.spe, self.start, self.end = n, cfg, steps_per_epoch, start, end
+        self.rank, self.world = rank, world
+        self.micro = cfg.batch_size // (cfg.grad_accum * world)
+
+    def __len__(self) -> int:
+        return (self.end - self.start) * self.cfg.grad_accum
+
+    def __iter__(self):
+        for step in range(self.start, self.end):
+            idx = step_batch(self.n, self.cfg.batch_size, self.spe, self.cfg.seed, step)[
+                self.rank :: self.world
+            ]
+            for k in range(self.cfg.grad_accum):
+                yield [int(i) for i in idx[k * self.micro : (k + 1) * self.micro]]
+
+
+# --- schedule ---
+def cosine_with_warmup(total: int, warmup: int, min_ratio: float):
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        t = (step - warmup) / max(1, total - warmup)
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+    return f
+
+
+def mixed_precision(name: str) -> str:
+    if name != "auto":
+        return name
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
+# --- validation ---
+@torch.no_grad()
+def validate(policy, model, items: Subset, cfg: TrainConfig, micro: int, accelerator) -> dict:
+    n = min(len(items), cfg.val_max_samples)
+    if n == 0:
+        return {}
+    model.eval()
+    losses = []
+    for i in range(0, n, micro):
+        batch = policy.collate([items[j] for j in range(i, min(n, i + micro))])
+        batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        with accelerator.autocast():
+            losses.append(float(policy.loss(model, batch)[0]))
+    sample = [items[j] for j in range(n)]
+    pred = policy.predict(np.stack([s["frames"] for s in sample]), [s["shape"] for s in sample])
+    model.train()
+    err = np.abs(np.asarray(pred.actions) - np.stack([s["action"] for s in sample]))
+    out = {
+        "val_loss": float(np.mean(losses)),
+        "val_l1_x": float(err[:, 0].mean()),
+        "val_l1_y": float(err[:, 1].mean()),
+        "val_l1_rz": float(err[:, 2].mean()),
+    }
+    if pred.parse_ok is not None:
+        out["val_parse_fail"] = float(1 - np.mean(pred.parse_ok))
+    return out
+
+
+# --- training ---
+def train(
+    policy,
+    dataset,
+    cfg: TrainConfig,
+    run_dir: str | Path,
+    run_config: dict | None = None,
+    resume: bool = False,
+    stop_after: int | None = None,
+) -> dict:
+    """Train `policy` on `dataset`; writes run_dir/{config.json, train_log.jsonl, checkpoints/, policy/}.
+
+    `stop_after` ends this invocation after that many optimizer steps (an interruption, for tests);
+    `resume=True` continues from checkpoints/last.
+    """
+    run_dir = Path(run_dir)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # DataLoader workers fork after tokenizer use
+    # cpu=True without CUDA: under `accelerate launch --multi_gpu` (torchrun) accelerate picks DDP over gloo
+    # accelerate scales each micro-batch loss by 1/grad_accum (and hands the count to DeepSpeed's config)
+    acc = Accelerator(
+        mixed_precision=mixed_precision(cfg.mixed_precision),
+        cpu=not torch.cuda.is_available(),
+        gradient_accumulation_steps=cfg.grad_accum,
+    )
+    world, rank = acc.num_processes, acc.process_index
+    if cfg.batch_size % (cfg.grad_accum * world):
+        raise ValueError(
+            f"batch_size {cfg.batch_size} must divide into grad_accum {cfg.grad_accum} x {world} processes"
+        )
+    micro = cfg.batch_size // (cfg.grad_accum * world)
+    set_seed(cfg.seed)
+
+    train_idx, val_idx = split_train_val(dataset, cfg.val_fraction, cfg.seed)
+    train_set, val_set = Subset(dataset, train_idx), Subset(dataset, val_idx)
+    steps_per_epoch = len(train_set) // cfg.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"{len(train_set)} training samples is less than one batch of {cfg.batch_size}")
+    total = cfg.max_steps or math.ceil(cfg.epochs * steps_per_epoch)
+    policy.fit_normalizer(train_set)
+
+    model = policy.model
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    warmup = round(cfg.warmup_ratio * total)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(total, warmup, cfg.min_lr_ratio))
+    ddp_model, opt = acc.prepare(model, opt)
+
+    run_config = {
+        **(run_config or {}),
+        "train": dataclasses.asdict(cfg),
+        "total_steps": total,
+        "steps_per_epoch": steps_per_epoch,
+        "train_samples": len(train_set),
+        "val_samples": len(val_set),
+        "num_processes": world,
+    }
+    ckpt_root = run_dir / "checkpoints"
+    step = 0
+    if resume and (ckpt_root / "last").exists():
+        step = checkpoint.load(ckpt_root / "last", model, opt, sched, policy, rank)
+        acc.print(f"resumed from {ckpt_root / 'last'} at step {step}")
+    if acc.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(run_config, indent=2))
+    log = (run_dir / "train_log.jsonl").open("a") if acc.is_main_process else None
+
+    def save(step: int, periodic: bool) -> None:
+        tmp = ckpt_root / "tmp"
+        if acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        acc.wait_for_everyone()
+        checkpoint.write_rng(tmp, rank)
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            checkpoint.write_main(tmp, policy, model, opt, sched, step, run_config)
+            checkpoint.publish(tmp, ckpt_root, step, periodic, cfg.keep_checkpoints)
+        acc.wait_for_everyone()
+
+    def emit(record: dict) -> None:
+        if log is not None:
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+
+    end = total if stop_after is None else min(total, step + stop_after)
+    bar = tqdm(
+        total=total, initial=step, disable=not acc.is_main_process, desc=f"train {policy.name}", unit="step"
+    )
+    ddp_model.train()
+    t0, start_step, last_val = time.time(), step, {}
+    loader = torch.utils.data.DataLoader(
+        train_set,
+        batch_sampler=StepBatches(len(train_set), cfg, steps_per_epoch, step, end, rank, world),
+        collate_fn=policy.collate,
+        num_workers=cfg.num_workers,
+        pin_memory=torch.cuda.is_available(),
+        # its own generator: worker seeding must not draw from the global RNG (dropout draws; exact resume)
+        generator=torch.Generator().manual_seed(cfg.seed + step),
+    )
+    batches = iter(loader)
+    while step < end:
+        loss_sum = torch.zeros((), device=acc.device)
+        for k in range(cfg.grad_accum):
+            batch = {key: v.to(acc.device) if torch.is_tensor(v) else v for key, v in next(batches).items()}
+            sync = contextlib.nullcontext() if k == cfg.grad_accum - 1 else acc.no_sync(ddp_model)
+            with sync, acc.autocast():
+                loss, metrics = policy.loss(ddp_model, batch)
+                acc.backward(loss)
+            loss_sum += loss.detach() / cfg.grad_accum
+        grad_norm = acc.clip_grad_norm_(params, cfg.max_grad_norm) if cfg.max_grad_norm > 0 else None
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        policy.after_optimizer_step()
+        step += 1
+        bar.update(1)
+
+        if step % cfg.log_every == 0 or step == end:
+            loss_mean = float(acc.reduce(loss_sum, "mean"))
+            dt = time.time() - t0
+            rate = (step - start_step) * cfg.batch_size / max(dt, 1e-9)
+            rec = {
+                "step": step,
+                "epoch": round(step / steps_per_epoch, 4),
+                "loss": loss_mean,
+                "lr": sched.get_last_lr()[0],
+                "samples_per_s": round(rate, 3),
+                "elapsed_s": round(dt, 2),
+                "eta_s": round((total - step) * cfg.batch_size / max(rate, 1e-9), 1),
+            }
+            if grad_norm is not None:
+                rec["grad_norm"] = float(grad_norm)
+            rec.update(
+                {k: v for k, v in (metrics or {}).items() if k not in rec}
+            )  # policy's own (last micro)
+            emit(rec)
+            bar.set_postfix(loss=f"{loss_mean:.4f}", lr=f"{rec['lr']:.2e}")
+        if cfg.val_every and (step % cfg.val_every == 0 or step == total) and len(val_set):
+            if acc.is_main_process:
+                last_val = {"step": step, **validate(policy, model, val_set, cfg, micro, acc)}
+                emit({"split": "val", **last_val})
+            acc.wait_for_everyone()
+        if step % cfg.save_every == 0 or step == end:
+            save(step, periodic=step % cfg.save_every == 0)
+    bar.close()
+
+    if step == total and acc.is_main_process:
+        policy.save(run_dir / "policy")
+    acc.wait_for_everyone()
+    if log is not None:
+        log.close()
+    return {
+        "step": step,
+        "total_steps": total,
+        "finished": step == total,
+        "val": last_val,
+        "elapsed_s": time.time() - t0,
+    }

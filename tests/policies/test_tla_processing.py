@@ -1,0 +1,97 @@
+"""TLA prompt, labels, image tokens, tokenizer and the action codec."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tla.data.text import decode_action, encode_action, instruction
+from tla.policies.tla.processing import IGNORE, TLAProcessor
+from tla.policies.tla.tokenizer import train_tiny_tokenizer
+
+
+@pytest.fixture(scope="module")
+def proc():
+    return TLAProcessor(train_tiny_tokenizer(), composite_size=224)
+
+
+def obs(n, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, 8, 30, 40, 3), dtype=np.uint8)
+
+
+def test_prompt_format_is_spec5(proc):
+    text = proc.prompt("square", 2)
+    assert text == (
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+        "<|vision_start|><|image_pad|><|image_pad|><|vision_end|>"
+        + instruction("square")
+        + "<|im_end|>\n<|im_start|>assistant\n"
+    )
+
+
+def test_label_masking_is_exact(proc):
+    answers = ["[-90, 40, 13]", "[0, -100, 150]", "[7, 8, -9]"]
+    b = proc.batch(obs(3), ["square", "triangle", "round"], answers)
+    tok = proc.tokenizer
+    for i, ans in enumerate(answers):
+        ids, labels, mask = b["input_ids"][i], b["labels"][i], b["attention_mask"][i]
+        target = tok(ans, add_special_tokens=False)["input_ids"] + [proc.im_end_id]
+        n = int(mask.sum())
+        # right padding: real tokens first; the answer + <|im_end|> are the last real tokens
+        assert mask[:n].all() and not mask[n:].any()
+        assert labels[n - len(target) : n].tolist() == target
+        assert ids[n - len(target) : n].tolist() == target
+        assert (labels[: n - len(target)] == IGNORE).all() and (labels[n:] == IGNORE).all()
+        assert tok.decode(labels[labels != IGNORE]) == ans + "<|im_end|>"
+    # image tokens are marked for M-RoPE and counted right (224 px -> 16 x 16 patches -> 64 tokens)
+    assert (b["mm_token_type_ids"].sum(1) == 64).all()
+    assert b["image_grid_thw"].tolist() == [[1, 16, 16]] * 3
+
+
+def test_generation_batch_is_left_padded(proc):
+    b = proc.batch(obs(2), ["square", "hexagon with a chamfer"])  # different prompt lengths
+    assert "labels" not in b
+    assert b["attention_mask"][:, -1].all()  # every prompt ends at the last column
+    assert not b["attention_mask"].all()
+    assert (b["input_ids"][:, -3:] == b["input_ids"][0, -3:]).all()  # "...<|im_start|>assistant\n"
+
+
+def test_616_composite_is_1936_patches_484_tokens():
+    p = TLAProcessor(train_tiny_tokenizer(), composite_size=616)
+    pix, grid = p.images(obs(1))
+    assert grid.tolist() == [[1, 44, 44]] and pix.shape == (1936, 3 * 2 * 14 * 14)
+    assert p.num_image_tokens(grid[0]) == 484
+    ids, _ = p.encode("square", 484)
+    assert ids.count(p.image_token_id) == 484
+
+
+def test_tokenizer_deterministic_and_one_token_per_digit():
+    a, b = train_tiny_tokenizer(), train_tiny_tokenizer()
+    assert a.get_vocab() == b.get_vocab()
+    toks = a.tokenize("[-105, 40, 13]")
+    assert [t for t in toks if any(c.isdigit() for c in t)] == ["1", "0", "5", "4", "0", "1", "3"]
+    for s in (
+        "<|im_start|>",
+        "<|im_end|>",
+        "<|vision_start|>",
+        "<|vision_end|>",
+        "<|image_pad|>",
+        "<|endoftext|>",
+    ):
+        assert len(a.tokenize(s)) == 1
+    text = "[-90, 40, 13]"
+    assert a.decode(a(text)["input_ids"]) == text
+
+
+@given(st.tuples(*[st.floats(-3, 3, allow_nan=False)] * 3))
+def test_codec_round_trip(action):
+    back = decode_action(encode_action(action))
+    assert np.allclose(back, action, atol=0.005 + 1e-9)
+    assert encode_action(back) == encode_action(action)
+
+
+@settings(max_examples=300)
+@given(st.text())
+def test_decode_never_raises_on_garbage(text):
+    out = decode_action(text)
+    assert out is None or (out.shape == (3,) and np.isfinite(out).all())
