@@ -21,6 +21,9 @@ app.command("predict")(predict_cmd)
 from tla.data.cli import app as data_app  # noqa: E402
 
 app.add_typer(data_app, name="data", help="Tactile-action dataset: build, merge, view, stats, export.")
+from tla.eval.cli import app as eval_app  # noqa: E402
+
+app.add_typer(eval_app, name="eval", help="Offline metrics (Tables I, II, Fig. 4) and closed-loop trials (III, IV).")
 
 
 @app.command()
@@ -57,6 +60,30 @@ def demo(
     (out / "summary.json").write_text(json.dumps(rows, indent=2))
     print_summary(rows, f"oracle (label) policy in the tactile simulator, {episodes} episodes per condition")
     console.print(f"outputs in {out}/ ({time.time() - t0:.0f} s)")
+
+
+@app.command()
+def reproduce(
+    preset: str = typer.Option("tiny", help="smoke (minutes), tiny (CPU, < 1 h) or paper (GPU)"),
+    out: Path = typer.Option(Path("outputs/reproduce"), help="output folder (rerun to resume)"),
+    data: Path = typer.Option(None, help="reuse an existing dataset instead of building one"),
+    model_path: Path = typer.Option(None, help="local Qwen2-VL checkpoint for the TLA models (paper preset)"),
+    seed: int = typer.Option(0),
+    workers: int = typer.Option(2),
+):
+    """The paper's experiments: data, BC/DP/SP-TLA/MP-TLA training, Tables I-IV, Fig. 4, report.md."""
+    import dataclasses
+
+    from tla.eval.reproduce import PRESETS
+    from tla.eval.reproduce import reproduce as run
+
+    if preset not in PRESETS:
+        raise typer.BadParameter(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    p = dataclasses.replace(PRESETS[preset], seed=seed, workers=workers)
+    if model_path is not None:
+        p.tla_overrides = [*p.tla_overrides, f"model.path={model_path}"]
+    run(p, out, data)
+    print(f"report: {out / 'report.md'}")
 
 
 def main() -> None:

@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from tla.eval.metrics import wilson_interval
 from tla.sim.config import SimConfig

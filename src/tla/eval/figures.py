@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from tla.eval.offline import GoalTolerance, direction_correct  # noqa: E402
+from tla.eval.offline import GoalTolerance, direction_correct
+from tla.plotting import plt, save_figure
 
 PAIRS = ((0, 1, "ex (mm)", "ey (mm)"), (0, 2, "ex (mm)", "erz (deg)"), (1, 2, "ey (mm)", "erz (deg)"))
 
@@ -35,12 +32,7 @@ def arrow_plot(errors, actions, labels, out: str | Path, title: str = "", tol: G
         ax.axvline(0, color="0.7", lw=0.5)
         ax.legend(loc="upper right", fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def trajectory_plot(records, out: str | Path, per_condition: int = 3) -> Path:
@@ -58,9 +50,4 @@ def trajectory_plot(records, out: str | Path, per_condition: int = 3) -> Path:
         ax.set_xlabel("ex (mm)")
         ax.set_ylabel("ey (mm)")
         ax.set_aspect("equal")
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from tla.sim import geometry as geo  # noqa: E402
-from tla.sim.compose import NUM_STEPS, PAD_NAMES, frame_index, make_composite  # noqa: E402
-from tla.sim.config import SimConfig  # noqa: E402
-from tla.sim.simulator import AttemptResult  # noqa: E402
+from tla.plotting import plt, save_figure
+from tla.sim import geometry as geo
+from tla.sim.compose import NUM_STEPS, PAD_NAMES, frame_index, make_composite
+from tla.sim.config import SimConfig
+from tla.sim.simulator import AttemptResult
 
 
 def _fill(ax, geom, **kw):
@@ -82,9 +79,4 @@ def preview_sheet(cfg: SimConfig, result: AttemptResult, out: str | Path) -> Pat
         ax.axis("off")
     ax = fig.add_subplot(grid[:, 5])
     draw_top_view(ax, cfg, result)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=80)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=80)

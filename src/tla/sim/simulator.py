@@ -17,8 +17,16 @@ from tla.sim.compose import NUM_PADS, frame_index
 from tla.sim.config import SimConfig
 from tla.sim.labels import action_label
 from tla.sim.mechanics import build_grasp, pad_fields, solve_rim_contact
-from tla.sim.render import (PadLook, draw_markers, marker_reference, render_frame, sample_markers, shading, spread,
-                            to_camera)
+from tla.sim.render import (
+    PadLook,
+    draw_markers,
+    marker_reference,
+    render_frame,
+    sample_markers,
+    shading,
+    spread,
+    to_camera,
+)
 
 
 @dataclass

@@ -1,0 +1,156 @@
+"""`tla reproduce`: the paper's experimental section in one command, resumable stage by stage.
+
+Stages: build (or reuse) the dataset; train BC, DP and TLA on single-peg data and on multi-peg data;
+offline evaluation (Tables I, II, Fig. 4); closed-loop trials (Tables III, IV); the report. Each stage
+writes `stages/<name>.json` when it completes and is skipped when that marker exists, so a killed run
+resumes (training itself resumes from its last checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+
+from rich.console import Console
+
+from tla.runinfo import hardware, run_metadata
+
+console = Console()
+
+# (run key, row name, policy, training split)
+MODELS = (
+    ("bc_sp", "BC", "bc", "sp_train"),
+    ("dp_sp", "DP", "dp", "sp_train"),
+    ("sp_tla", "SP-TLA", "tla", "sp_train"),
+    ("bc_mp", "BC", "bc", "mp_train"),
+    ("dp_mp", "DP", "dp", "mp_train"),
+    ("mp_tla", "MP-TLA", "tla", "mp_train"),
+)
+TABLE1 = (("bc_sp", "sp_test"), ("dp_sp", "sp_test"), ("sp_tla", "sp_test"))
+TABLE2 = tuple((m, s) for m in ("bc_mp", "dp_mp", "mp_tla") for s in ("mp_test_id", "mp_test_ood"))
+TABLE3_MODELS, TABLE3_CLEARANCES = ("bc_sp", "dp_sp", "sp_tla", "mp_tla"), (2.0, 1.6, 1.0)
+TABLE4_MODELS, TABLE4_SHAPES = ("bc_mp", "dp_mp", "sp_tla", "mp_tla"), ("square", "triangle", "round", "hexagon")
+
+# SPEC 9: the paper's numbers (arXiv 2503.08548).
+PAPER = {
+    "table1": {"BC": (10.4, 0.803, 0.302, 0.205), "DP": (8.5, 0.370, 0.382, 0.568),
+               "SP-TLA": (12.5, 0.079, 0.122, 0.173)},
+    "table2": {"BC": ((18.4, 0.260, 0.655, 0.186), (15.2, 0.286, 0.722, 0.246)),
+               "DP": ((7.4, 0.371, 0.348, 0.480), (8.0, 0.386, 0.369, 0.544)),
+               "MP-TLA": ((18.4, 0.102, 0.114, 0.135), (16.5, 0.121, 0.102, 0.184))},
+    "table3": {"BC": ((44, 2.60), (32, 4.00), (18, 4.44), (31, 3.68)),
+               "DP": ((58, 2.45), (43, 4.35), (20, 4.70), (40, 3.83)),
+               "SP-TLA": ((96, 3.15), (94, 3.77), (74, 4.37), (88, 3.76)),
+               "MP-TLA": ((94, 3.04), (86, 3.30), (90, 4.35), (90, 3.56))},
+    "table4": {"BC": ((60, 3.37), (84, 2.67), (62, 2.84), (66, 2.30)),
+               "DP": ((60, 3.60), (60, 3.40), (56, 2.89), (54, 2.37)),
+               "SP-TLA": ((96, 3.15), (76, 2.82), (92, 2.80), (90, 2.78)),
+               "MP-TLA": ((94, 3.04), (92, 1.80), (94, 2.66), (96, 3.00))},
+}
+
+
+@dataclass
+class ReproducePreset:
+    name: str
+    data_preset: str  # tla data build preset
+    train_preset: str  # tiny (CPU) or paper
+    max_steps: int | None = None  # per training run; None = the train preset's epochs
+    episodes: int = 50  # closed-loop episodes per condition (the paper's 50)
+    workers: int = 2
+    seed: int = 0
+    tla_overrides: list[str] = field(default_factory=list)
+
+
+PRESETS = {
+    "smoke": ReproducePreset("smoke", "smoke", "tiny", max_steps=4, episodes=2),
+    "tiny": ReproducePreset("tiny", "tiny", "tiny"),
+    "paper": ReproducePreset("paper", "paper", "paper"),
+}
+
+
+class Stages:
+    """Run-once stages with completion markers and wall times."""
+
+    def __init__(self, out: Path):
+        self.dir = out / "stages"
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def seconds(self) -> dict[str, float]:
+        done = sorted(self.dir.glob("*.json"), key=lambda p: p.stat().st_mtime)  # in the order they ran
+        return {p.stem: json.loads(p.read_text())["seconds"] for p in done}
+
+    def run(self, name: str, fn) -> None:
+        marker = self.dir / f"{name}.json"
+        if marker.exists():
+            console.print(f"[dim]skip {name} (done)[/dim]")
+            return
+        console.rule(name)
+        t0 = time.time()
+        fn()
+        marker.write_text(json.dumps({"seconds": time.time() - t0}))
+
+
+def reproduce(preset: ReproducePreset, out: Path, data: Path | None = None) -> dict:
+    from tla.data.build import build, with_seed
+    from tla.data.config import preset as data_preset
+    from tla.eval.cli import closed_loop, offline
+    from tla.train.cli import train_cmd
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "reproduce.json").write_text(json.dumps(run_metadata(asdict(preset), preset.seed), indent=2, default=str))
+    stages = Stages(out)
+    data = data or out / "data"
+
+    def build_data():
+        info = build(with_seed(data_preset(preset.data_preset), preset.seed), data, workers=preset.workers)
+        if info is None:
+            raise RuntimeError(f"dataset build in {data} is incomplete; rerun to resume")
+
+    if not (data / "meta" / "info.json").exists():
+        stages.run("data", build_data)
+    for key, _, policy, split in MODELS:
+        run_dir = out / "runs" / key
+        stages.run(f"train_{key}", partial(
+            train_cmd, data=data, out=run_dir, policy=policy, split=split, preset=preset.train_preset,
+            max_steps=preset.max_steps, resume=(run_dir / "checkpoints" / "last").exists(),
+            overrides=preset.tla_overrides if policy == "tla" else []))
+    for key, split in TABLE1 + TABLE2:
+        stages.run(f"offline_{key}_{split}", partial(
+            offline, run=out / "runs" / key, data=data, split=split, out=out / "offline" / key / split, limit=0,
+            batch_size=16, eta=0.1, eta_rz=0.5, json_out=True))
+    trials = {"t3": (TABLE3_MODELS, ",".join(map(str, TABLE3_CLEARANCES)), "square"),
+              "t4": (TABLE4_MODELS, "2.0", ",".join(TABLE4_SHAPES))}
+    for table, (models, clearances, shapes) in trials.items():
+        for key in models:
+            stages.run(f"closed_loop_{table}_{key}", partial(
+                closed_loop, run=out / "runs" / key, clearances=clearances, shapes=shapes, episodes=preset.episodes,
+                out=out / "closed_loop" / f"table{table[1]}" / key, seed=preset.seed, workers=preset.workers,
+                data=data, json_out=True))
+    results = collect(out, preset)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    from tla.eval.report import write_report
+
+    write_report(out, results)
+    return results
+
+
+def _load(path: Path):
+    return json.loads(path.read_text())
+
+
+def collect(out: Path, preset: ReproducePreset) -> dict:
+    """Everything the report shows, in one JSON-able dict."""
+    names = {key: name for key, name, _, _ in MODELS}
+    res: dict = {"preset": asdict(preset), "hardware": hardware(), "stage_seconds": Stages(out).seconds(),
+                 "metadata": _load(out / "reproduce.json"), "table1": {}, "table2": {}, "table3": {}, "table4": {}}
+    for key, split in TABLE1:
+        res["table1"][names[key]] = _load(out / "offline" / key / split / "metrics.json")
+    for key, split in TABLE2:
+        res["table2"].setdefault(names[key], {})[split] = _load(out / "offline" / key / split / "metrics.json")
+    for table, models in (("table3", TABLE3_MODELS), ("table4", TABLE4_MODELS)):
+        for key in models:
+            res[table][names[key]] = _load(out / "closed_loop" / table / key / "summary.json")
+    return res
