@@ -24,6 +24,10 @@ app.add_typer(data_app, name="data", help="Tactile-action dataset: build, merge,
 from tla.eval.cli import app as eval_app  # noqa: E402
 
 app.add_typer(eval_app, name="eval", help="Offline metrics (Tables I, II, Fig. 4) and closed-loop trials (III, IV).")
+from tla.serve.cli import remote_cmd, serve_cmd  # noqa: E402
+
+app.command("serve")(serve_cmd)
+sim_app.command("remote")(remote_cmd)
 
 
 @app.command()
