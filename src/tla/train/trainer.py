@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from tla.train import checkpoint
 from tla.train.config import TrainConfig
+from tla.train.curves import plot_training
 
 
 # --- data ---
@@ -294,6 +295,8 @@ def train(
             save(step, periodic=step % cfg.save_every == 0)
     bar.close()
 
+    if acc.is_main_process:
+        plot_training(run_dir)
     if step == total and acc.is_main_process:
         policy.save(run_dir / "policy")
     acc.wait_for_everyone()
