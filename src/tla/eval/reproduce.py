@@ -61,11 +61,14 @@ class ReproducePreset:
     episodes: int = 50  # closed-loop episodes per condition (the paper's 50)
     workers: int = 2
     seed: int = 0
-    tla_overrides: list[str] = field(default_factory=list)
+    train_overrides: list[str] = field(default_factory=list)  # `train.*` keys, for every model
+    tla_overrides: list[str] = field(default_factory=list)  # TLA only (e.g. model.path=...)
 
 
 PRESETS = {
-    "smoke": ReproducePreset("smoke", "smoke", "tiny", max_steps=4, episodes=2),
+    # smoke splits hold a few dozen samples: small batches so every model gets whole batches
+    "smoke": ReproducePreset("smoke", "smoke", "tiny", max_steps=4, episodes=2,
+                             train_overrides=["train.batch_size=4", "train.val_fraction=0.1"]),
     "tiny": ReproducePreset("tiny", "tiny", "tiny"),
     "paper": ReproducePreset("paper", "paper", "paper"),
 }
@@ -116,7 +119,7 @@ def reproduce(preset: ReproducePreset, out: Path, data: Path | None = None) -> d
         stages.run(f"train_{key}", partial(
             train_cmd, data=data, out=run_dir, policy=policy, split=split, preset=preset.train_preset,
             max_steps=preset.max_steps, resume=(run_dir / "checkpoints" / "last").exists(),
-            overrides=preset.tla_overrides if policy == "tla" else []))
+            overrides=preset.train_overrides + (preset.tla_overrides if policy == "tla" else [])))
     for key, split in TABLE1 + TABLE2:
         stages.run(f"offline_{key}_{split}", partial(
             offline, run=out / "runs" / key, data=data, split=split, out=out / "offline" / key / split, limit=0,
