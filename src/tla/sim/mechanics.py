@@ -1,4 +1,4 @@
-"""Quasi-static mechanics of a failed attempt: compliant grasp, unilateral rim contact, pad slip.
+"""Quasi-static mechanics of a failed attempt: compliant grasp, frictional rim contact, pad slip.
 
 Frames: the gripper origin is the centre of the pads ("grasp centre"), x along the pads, y toward the
 left pad, z up; the peg's rigid motion relative to the gripper is q = (u, theta) (mm, rad), small.
@@ -6,17 +6,19 @@ left pad, z up; the peg's rigid motion relative to the gripper is q = (u, theta)
 1. Grasp stiffness K (6x6): the two gel pads are distributed springs over their contact patches, per
    unit area k_t = G / t tangentially and k_n = kappa E / t normally (thin bonded layer).
 2. Rim contact: after first contact the gripper descends by s. Each support point i of the contact
-   region (rim height h_i <= 0, surface normal n_i) may not penetrate: n_i . (-s z + J_i q) >= -g_i n_iz,
-   with g_i the initial vertical gap. Equilibrium K q = A^T lambda, lambda >= 0 is a small strictly
-   convex QP, solved through its dual by non-negative least squares (exact, a few microseconds).
-   Rim friction (Coulomb, kinetic, regularised) opposes the sliding of each support point and is added
-   in one correction pass.
+   region (rim height h_i <= 0, surface normal n_i: vertical on the flat top, tilted on the chamfer) may
+   not go below the rim. Contact forces lie in polyhedral Coulomb cones (mu_rim); the equilibrium
+   K q = sum of contact wrenches is one strictly convex QP (Anitescu's relaxation, a stiff Winkler rim),
+   solved exactly through its dual by non-negative least squares: stick, sliding and lift-off all come
+   out of it. The rim load never exceeds what the pads hold by friction (mu_pad x total grip force).
 3. Pads: each pad point follows the peg, d = u + theta x r. Normal motion changes the pressure
    (grip profile + k_n d_n); tangential traction k_t (d_t - slip) is capped by mu_pad p with a return
    mapping, so the slip field carries history from frame to frame: stick, then partial slip at the
-   low-pressure patch edges, then gross slip when the load exceeds friction x grip.
-The rigid motion is solved with the stick stiffness; slip is resolved locally and does not feed back
-into the rigid-body solve (a documented simplification: it keeps each frame one small exact solve).
+   low-pressure patch edges, then gross slip. The peg's vertical travel through the pads is raised until
+   the capped tractions carry the rim load, so partial slip softens the grasp and at the grip capacity
+   the whole patch slides.
+Simplification: rotations and lateral motion come from the stick solve; only the vertical travel sees
+the softening by slip (it keeps each frame a few small exact solves).
 """
 
 from __future__ import annotations
