@@ -32,6 +32,7 @@ from tla.data import store
 from tla.data.config import SPLIT_CODES, DataConfig
 from tla.data.store import DatasetError
 from tla.data.text import encode_action, instruction
+from tla.progress import progress_bar
 
 
 @dataclass(frozen=True)
@@ -228,19 +229,8 @@ def build(
 def _run(cfg: DataConfig, root: Path, todo: list[ShardTask], workers: int, progress: bool) -> None:
     if not todo:
         return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    cols = [TextColumn("build"), BarColumn(), MofNCompleteColumn(), TextColumn("samples"),
-            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
     init = (to_dict(cfg), str(root))
-    with Progress(*cols, disable=not progress) as bar:
+    with progress_bar("build", "samples", enabled=progress) as bar:
         job = bar.add_task("build", total=sum(t.samples for t in todo))
         if workers <= 1:
             _init_worker(*init)

@@ -16,16 +16,8 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-
 from tla.eval.metrics import wilson_interval
+from tla.progress import progress_bar
 from tla.sim.config import SimConfig
 from tla.sim.env import PegInHoleEnv
 
@@ -89,9 +81,7 @@ def run_closed_loop(
     jobs = [(s, float(c), seed) for s in shapes for c in clearances for seed in seeds]
     batches = [jobs[i : i + chunk] for i in range(0, len(jobs), chunk)]
     results: list[list[dict]] = [None] * len(batches)  # type: ignore[list-item]
-    columns = (TextColumn("closed loop"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("ETA"), TimeRemainingColumn())
-    with Progress(*columns, disable=not progress, transient=True) as bar:
+    with progress_bar("closed loop", "episodes", enabled=progress, transient=True) as bar:
         task = bar.add_task("episodes", total=len(jobs))
         if workers <= 1:
             for i, b in enumerate(batches):
