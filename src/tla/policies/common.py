@@ -93,6 +93,23 @@ class ActionNormalizer:
         return cls(d["mode"], d["shift"], d["scale"])
 
 
+class ImagePolicy:
+    """What BC and DP share: the stacked-frame batch and the action normaliser fitted on training items
+    (mixed into a TrainablePolicy that has `config.image_size`, `config.input_format`, `normalizer`)."""
+
+    def collate(self, items: list[dict]) -> dict:
+        return collate_items(items, self.config.image_size, self.config.input_format)
+
+    def fit_normalizer(self, items: list[dict]) -> None:
+        self.normalizer.fit(item_actions(items))
+
+
+def tiny_train_overrides(split: str, weight_decay: float) -> list[str]:
+    """Trainer defaults of the tiny baselines: batch 32, lr 1e-3, 30 epochs single-peg / 20 multi-peg."""
+    epochs = 30 if split.startswith("sp") else 20
+    return ["batch_size=32", "grad_accum=1", "lr=1e-3", f"weight_decay={weight_decay}", f"epochs={epochs}"]
+
+
 def item_actions(items) -> np.ndarray:
     """(N, 3) action labels; uses the dataset's image-free `actions` when it has one (no frame decoding)."""
     try:

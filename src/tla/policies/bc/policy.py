@@ -20,18 +20,18 @@ from tla.policies.bc.config import BCConfig
 from tla.policies.bc.model import BCNet
 from tla.policies.common import (
     ActionNormalizer,
-    collate_items,
-    item_actions,
+    ImagePolicy,
     load_weights,
     preprocess,
     read_checkpoint,
     save_checkpoint,
+    tiny_train_overrides,
 )
 
 AXES = ("dx", "dy", "drz")
 
 
-class BCPolicy(TrainablePolicy):
+class BCPolicy(ImagePolicy, TrainablePolicy):
     name = "bc"
 
     def __init__(self, config: BCConfig | None = None):
@@ -54,16 +54,9 @@ class BCPolicy(TrainablePolicy):
                 "warmup_ratio=0.02",
             ]
         # tiny: ~125 samples/s through the trainer on 1 CPU thread -> ~6 min (1.4k sp / 1.9k mp train samples)
-        epochs = 30 if split.startswith("sp") else 20
-        return ["batch_size=32", "grad_accum=1", "lr=1e-3", "weight_decay=1e-4", f"epochs={epochs}"]
+        return tiny_train_overrides(split, weight_decay=1e-4)
 
     # ---------------------------------------------------------------- training
-    def collate(self, items: list[dict]) -> dict:
-        return collate_items(items, self.config.image_size, self.config.input_format)
-
-    def fit_normalizer(self, items: list[dict]) -> None:
-        self.normalizer.fit(item_actions(items))
-
     def loss(self, model, batch: dict):
         pred = model(batch["obs"])
         target = self.normalizer.normalize(batch["action"])

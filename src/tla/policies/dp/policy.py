@@ -18,18 +18,18 @@ from tla.policies.base import Prediction, TrainablePolicy
 from tla.policies.common import (
     EMA,
     ActionNormalizer,
-    collate_items,
-    item_actions,
+    ImagePolicy,
     load_weights,
     preprocess,
     read_checkpoint,
     save_checkpoint,
+    tiny_train_overrides,
 )
 from tla.policies.dp.config import DPConfig
 from tla.policies.dp.model import DiffusionNet
 
 
-class DPPolicy(TrainablePolicy):
+class DPPolicy(ImagePolicy, TrainablePolicy):
     name = "dp"
 
     def __init__(self, config: DPConfig | None = None):
@@ -65,16 +65,9 @@ class DPPolicy(TrainablePolicy):
                 "warmup_ratio=0.02",
             ]
         # tiny: ~90 samples/s through the trainer on 1 CPU thread -> ~8 min (1.4k sp / 1.9k mp train samples)
-        epochs = 30 if split.startswith("sp") else 20
-        return ["batch_size=32", "grad_accum=1", "lr=1e-3", "weight_decay=1e-6", f"epochs={epochs}"]
+        return tiny_train_overrides(split, weight_decay=1e-6)
 
     # ---------------------------------------------------------------- training
-    def collate(self, items: list[dict]) -> dict:
-        return collate_items(items, self.config.image_size, self.config.input_format)
-
-    def fit_normalizer(self, items: list[dict]) -> None:
-        self.normalizer.fit(item_actions(items))
-
     def loss(self, model, batch: dict):
         k = self.config.noise_samples
         x0 = (
