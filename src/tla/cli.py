@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -41,7 +40,7 @@ def demo(
     all shapes and the three clearances, with a summary table."""
     import numpy as np
 
-    from tla.eval.closed_loop import run_closed_loop, save_records, summarize
+    from tla.eval.closed_loop import run_closed_loop, save_results
     from tla.policies.oracle import OraclePolicy
     from tla.runinfo import write_run_metadata
     from tla.sim.cli import console, print_summary
@@ -59,9 +58,7 @@ def demo(
         console.print(f"preview: {preview_sheet(cfg, res, out / f'preview_{shape}.png')}")
     recs = run_closed_loop(OraclePolicy, list(SHAPES), [2.0, 1.6, 1.0], episodes, base_seed=seed, sim_cfg=cfg,
                            workers=workers, observe=True)
-    rows = summarize(recs)
-    save_records(recs, out / "records.jsonl")
-    (out / "summary.json").write_text(json.dumps(rows, indent=2))
+    rows = save_results(recs, out)
     print_summary(rows, f"oracle (label) policy in the tactile simulator, {episodes} episodes per condition")
     console.print(f"outputs in {out}/ ({time.time() - t0:.0f} s)")
 

@@ -104,7 +104,7 @@ def closed_loop(
     json_out: bool = typer.Option(False, "--json"),
 ):
     """Tables III/IV: success within the attempt budget (Wilson 95% CI) and mean steps."""
-    from tla.eval.closed_loop import run_closed_loop, save_records, summarize
+    from tla.eval.closed_loop import run_closed_loop, save_results
     from tla.eval.figures import trajectory_plot
     from tla.policies.registry import load_policy
     from tla.sim.cli import print_summary
@@ -113,10 +113,7 @@ def closed_loop(
     factory = functools.partial(load_policy, str(run))
     recs = run_closed_loop(factory, _csv(shapes), _csv(clearances, float), episodes, base_seed=seed,
                            sim_cfg=sim_cfg, workers=workers, progress=not json_out)
-    rows = summarize(recs)
-    out.mkdir(parents=True, exist_ok=True)
-    save_records(recs, out / "records.jsonl")
-    (out / "summary.json").write_text(json.dumps(rows, indent=2))
+    rows = save_results(recs, out)
     trajectory_plot(recs, out / "trajectories.png")
     write_run_metadata(out, sim_cfg, seed)
     if json_out:

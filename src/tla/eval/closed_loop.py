@@ -117,3 +117,13 @@ def save_records(records: list[EpisodeRecord], path: str | Path) -> None:
     with open(path, "w") as f:
         for r in records:
             f.write(json.dumps(asdict(r)) + "\n")
+
+
+def save_results(records: list[EpisodeRecord], out: str | Path) -> list[dict]:
+    """Write `records.jsonl` and `summary.json` into `out`; returns the summary rows."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = summarize(records)
+    save_records(records, out / "records.jsonl")
+    (out / "summary.json").write_text(json.dumps(rows, indent=2))
+    return rows

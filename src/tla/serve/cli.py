@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -52,7 +51,7 @@ def remote_cmd(
 ) -> None:
     """The simulator plays the robot: closed-loop episodes whose actions come from a policy server."""
     from tla.client import PolicyClient, run_remote
-    from tla.eval.closed_loop import save_records, summarize
+    from tla.eval.closed_loop import save_results, summarize
     from tla.sim.cli import _shape, _sim_config, print_summary
 
     shape_list = [_shape(s.strip()) for s in shapes.split(",") if s.strip()]
@@ -60,9 +59,5 @@ def remote_cmd(
     with PolicyClient(url, api_key or os.environ.get("TLA_API_KEY")) as client:
         name = client.info()["policy"]
         recs = run_remote(client, shape_list, clearance_list, n, base_seed=seed, sim_cfg=_sim_config(set_))
-    rows = summarize(recs)
+    rows = save_results(recs, out) if out else summarize(recs)
     print_summary(rows, f"{name} policy via {url}, {n} episodes per condition")
-    if out:
-        out.mkdir(parents=True, exist_ok=True)
-        save_records(recs, out / "records.jsonl")
-        (out / "summary.json").write_text(json.dumps(rows, indent=2))

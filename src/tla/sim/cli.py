@@ -107,17 +107,14 @@ def episodes(
     out: Path = typer.Option(None, help="folder for records.jsonl and summary.json"),
 ):
     """Closed-loop episodes of the oracle (label) policy; prints success, Wilson CI and mean steps."""
-    from tla.eval.closed_loop import run_closed_loop, save_records, summarize
+    from tla.eval.closed_loop import run_closed_loop, save_results, summarize
     from tla.policies.oracle import OraclePolicy
     from tla.runinfo import write_run_metadata
 
     shape_list = [_shape(s.strip()) for s in shapes.split(",") if s.strip()]
     clearance_list = [float(c) for c in clearances.split(",") if c.strip()]
     recs = run_closed_loop(OraclePolicy, shape_list, clearance_list, n, base_seed=seed, workers=workers, observe=observe)
-    rows = summarize(recs)
+    rows = save_results(recs, out) if out else summarize(recs)
     print_summary(rows, f"oracle policy, {n} episodes per condition")
     if out:
-        out.mkdir(parents=True, exist_ok=True)
-        save_records(recs, out / "records.jsonl")
-        (out / "summary.json").write_text(json.dumps(rows, indent=2))
         write_run_metadata(out, SimConfig(), seed)
