@@ -14,13 +14,7 @@ from tla.policies.common import synthetic_items, train_steps
 CFG = BCConfig(image_size=(48, 64))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # one intra-op thread: on the small shared CPU box OpenMP spin-waits make 2 threads several times slower
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/policies/conftest.py
 
 
 @pytest.fixture(scope="module")

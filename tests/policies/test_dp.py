@@ -15,13 +15,7 @@ CFG = DPConfig(image_size=HW, noise_samples=16)
 STEPS = 600  # conditioning on the (GroupNorm) encoder "clicks" after ~300 steps on this toy set
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # one intra-op thread: on the small shared CPU box OpenMP spin-waits make 2 threads several times slower
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/policies/conftest.py
 
 
 @pytest.fixture(scope="module")
