@@ -132,6 +132,7 @@ def contact_points(fp: Polygon, hole: Polygon, chamfer: float, simplify: float =
     return p, area, height, normals
 
 
+@lru_cache(maxsize=256)
 def pad_contact_strip(peg: Polygon, side: int, depth: float, min_width: float) -> tuple[float, float]:
     """(centre x, half-width) of the peg-pad contact strip on the left (side=+1) or right (-1) pad.
 

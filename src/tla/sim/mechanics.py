@@ -65,12 +65,21 @@ class Grasp:
     dA: float  # mm^2 per grid cell
     K: np.ndarray  # (6, 6) grasp stiffness about the grasp centre
 
-    def pad_points(self) -> np.ndarray:
-        """(2, gh, gw, 3) positions of every grid point of both pads."""
-        X, Z = np.meshgrid(self.xs, self.zs)
-        return np.stack(
-            [np.stack([X, np.full_like(X, y), Z], -1) for y in self.y_pads], 0
-        )
+    points: np.ndarray  # (2, gh, gw, 3) positions of every grid point of both pads
+
+
+def _stiffness(points: np.ndarray, k: np.ndarray, dA: float) -> np.ndarray:
+    """Grasp stiffness K = dA sum_points J^T diag(k) J (6x6) of springs at `points` (N, 3) with
+    per-axis stiffness k (3,), J = [I | -skew(r)] (the map q -> u + theta x r)."""
+    x, y, z = points.T
+    zero, one = np.zeros_like(x), np.ones_like(x)
+    # rows of J per displacement axis: d_x = u_x + theta_y z - theta_z y, etc.
+    rows = (
+        np.column_stack([one, zero, zero, zero, z, -y]),
+        np.column_stack([zero, one, zero, -z, zero, x]),
+        np.column_stack([zero, zero, one, y, -x, zero]),
+    )
+    return dA * sum(ka * (r.T @ r) for ka, r in zip(k, rows))
 
 
 def build_grasp(
@@ -95,6 +104,7 @@ def build_grasp(
     xs = (np.arange(gw) + 0.5) * pitch - pad_width / 2
     zs = (np.arange(gh) + 0.5) * pitch - pad_height / 2
     X, Z = np.meshgrid(xs, zs)
+    points = np.stack([np.stack([X, np.full_like(X, y), Z], -1) for y in y_pads], 0)
     b = contact_height / 2
     mask = np.zeros((2, gh, gw), bool)
     p0 = np.zeros((2, gh, gw))
@@ -109,11 +119,8 @@ def build_grasp(
     G = E / (2 * (1 + nu))
     k_t = G / thickness
     k_n = normal_stiffening * E / thickness
-    grasp = Grasp(xs, zs, np.asarray(y_pads, float), mask, p0, k_t, k_n, dA, np.zeros((6, 6)))
-    W = np.sqrt([k_t, k_n, k_t])[None, :, None] * point_jacobian(grasp.pad_points()[mask])  # (N, 3, 6)
-    W = W.reshape(-1, 6)
-    grasp.K = dA * (W.T @ W)
-    return grasp
+    K = _stiffness(points[mask], np.array([k_t, k_n, k_t]), dA)
+    return Grasp(xs, zs, np.asarray(y_pads, float), mask, p0, k_t, k_n, dA, K, points)
 
 
 def _tangent_basis(normals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -200,7 +207,7 @@ def pad_fields(grasp: Grasp, qs: np.ndarray, loads: np.ndarray, mu_pad: float) -
     slip). delta is found by a safeguarded Newton iteration (the traction is piecewise linear in it).
     """
     mask = grasp.mask
-    pts = grasp.pad_points()[mask]  # (N, 3) contact-patch points only
+    pts = grasp.points[mask]  # (N, 3) contact-patch points only
     side = np.where(pts[:, 1] > 0, 1.0, -1.0)  # moving +y presses the left pad and unloads the right
     p0 = grasp.p0[mask]
     slip = np.zeros((len(pts), 2))

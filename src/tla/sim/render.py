@@ -5,10 +5,10 @@ the surface displacement, + sensor noise. Mechanics fields arrive on the coarse 
 `to_image_axes` turns them into each camera's view (each camera sits behind its pad looking at the
 peg, so the left camera sees +x to its left: the two images of a symmetric press are mirror images).
 
-Speed (the dataset needs hundreds of sequences per second per core): markers are drawn once per attempt,
-anti-aliased at sub-pixel positions from a bank of pre-rendered sub-pixel sprites, and each frame warps
-that pattern by the upsampled displacement field with one cv2.remap (the warp keeps every marker's
-sub-pixel position); the final composition runs in 8 bits.
+Speed (the dataset needs hundreds of sequences per second per core): every frame draws its markers at
+their displaced sub-pixel centres by one scatter of pre-rendered anti-aliased sprites (1/8 px offsets)
+into a reused canvas, instead of warping a full image; the smooth fields (shading, lit background) are
+combined in float, and only the final colour and noise passes run per channel in 8 bits.
 """
 
 from __future__ import annotations
@@ -29,14 +29,13 @@ _NOISE_MARGIN = 32  # frames take random windows of a fixed noise tile this much
 
 
 @lru_cache(maxsize=8)
-def _background(h: int, w: int, rgb: tuple, led_gradient: float) -> np.ndarray:
-    """(h, w, 3) float32 gel background: LED along the top edge, brightness falling off downwards,
+def _luminance(h: int, w: int, led_gradient: float) -> np.ndarray:
+    """(h, w) float32 relative gel brightness: LED along the top edge, brightness falling off downwards,
     and a mild vignette."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     v = yy / max(h - 1, 1)
     r2 = ((xx - w / 2) / w) ** 2 + ((yy - h / 2) / h) ** 2
-    lum = (1 - led_gradient * v) * (1 - 0.35 * r2)
-    return lum[..., None] * np.asarray(rgb, np.float32)[None, None, :]
+    return ((1 - led_gradient * v) * (1 - 0.35 * r2)).astype(np.float32)
 
 
 @lru_cache(maxsize=4)
@@ -64,12 +63,6 @@ def _marker_sprites(radius: float) -> tuple[np.ndarray, int]:
     return cover.astype(np.float32), half
 
 
-@lru_cache(maxsize=8)
-def _pixel_map(h: int, w: int) -> np.ndarray:
-    """(h, w, 2) float32 identity map for cv2.remap."""
-    return np.ascontiguousarray(np.stack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)), -1))
-
-
 def marker_reference(cfg: RenderConfig, pitch: float, shift_px: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Reference (undeformed) marker centres in pixels, (M, 2) as (x, y): a jittered square grid."""
     ppm = cfg.width / cfg.pad_width_mm
@@ -82,44 +75,72 @@ def marker_reference(cfg: RenderConfig, pitch: float, shift_px: np.ndarray, rng:
     return pts.astype(np.float32)
 
 
-def draw_markers(cfg: RenderConfig, centres: np.ndarray) -> np.ndarray:
-    """Marker coverage mask (h, w) float32 in [0, 1], anti-aliased at 1/8 px sub-pixel positions.
+class MarkerPainter:
+    """Draws marker patterns as a multiplicative factor image (1 on bare gel, 1 - darkness x coverage on
+    a marker), anti-aliased at 1/8 px. Markers never overlap (the pitch is several radii), so one scatter
+    of pre-rendered sprites into a canvas padded by a sprite's width draws them all with no per-pixel
+    bounds checks. The canvas is reused: a painted image stays valid until the next `paint`."""
 
-    Markers never overlap (the pitch is several radii), so one scatter of pre-rendered sprites into a
-    canvas padded by a sprite's half-width draws them all (no per-pixel bounds checks).
-    """
-    h, w = cfg.height, cfg.width
-    sprites, half = _marker_sprites(cfg.marker_radius * w / cfg.pad_width_mm)
-    k = 2 * half + 1
-    wp = w + 2 * k
-    base = np.floor(centres).astype(np.int64)
-    inside = (base[:, 0] > -half) & (base[:, 0] < w + half) & (base[:, 1] > -half) & (base[:, 1] < h + half)
-    base, centres = base[inside], centres[inside]
-    q = np.minimum(((centres - base) * _SUBPIXEL).round().astype(np.int64), _SUBPIXEL - 1)
-    off = (np.arange(k)[:, None] * wp + np.arange(k)[None, :]).ravel()  # sprite pixels, flat offsets
-    start = (base[:, 1] + k - half) * wp + (base[:, 0] + k - half)
-    canvas = np.zeros((h + 2 * k) * wp, np.float32)
-    canvas[(start[:, None] + off[None, :]).ravel()] = sprites[q[:, 1], q[:, 0]].ravel()
-    return canvas.reshape(h + 2 * k, wp)[k : k + h, k : k + w]
+    def __init__(self, h: int, w: int, radius_px: float, darkness: float):
+        cover, self.half = _marker_sprites(radius_px)
+        self.h, self.w, self.k = h, w, 2 * self.half + 1
+        cover = cover.reshape(_SUBPIXEL * _SUBPIXEL, -1)
+        support = np.flatnonzero(cover.max(axis=0) > 0)  # sprite pixels any sub-pixel offset can cover
+        self.sprites = np.ascontiguousarray(1.0 - darkness * cover[:, support], np.float32)
+        self.wp = w + 2 * self.k
+        rows, cols = np.divmod(support, self.k)
+        self.offsets = rows * self.wp + cols
+        self.canvas = np.empty(((h + 2 * self.k), self.wp), np.float32)
+        self._idx = np.empty((0, len(support)), np.int64)  # scatter buffers, grown on demand and reused
+        self._vals = np.empty((0, len(support)), np.float32)
+
+    def paint(self, centres: np.ndarray) -> np.ndarray:
+        """(M, 2) marker centres (x, y) px -> (h, w) float32 factor view (markers off the image are cut)."""
+        k, half = self.k, self.half
+        sub = np.rint(np.asarray(centres, np.float64) * _SUBPIXEL).astype(np.int64)
+        base, frac = np.divmod(sub, _SUBPIXEL)  # whole pixel and nearest 1/8 px offset
+        inside = ((base[:, 0] > -half) & (base[:, 0] < self.w + half)
+                  & (base[:, 1] > -half) & (base[:, 1] < self.h + half))
+        base, frac = base[inside], frac[inside]
+        m = len(base)
+        if m > len(self._idx):
+            self._idx = np.empty((m, self._idx.shape[1]), np.int64)
+            self._vals = np.empty((m, self._vals.shape[1]), np.float32)
+        idx, vals = self._idx[:m], self._vals[:m]
+        start = (base[:, 1] + k - half) * self.wp + (base[:, 0] + k - half)
+        np.add(start[:, None], self.offsets[None, :], out=idx)
+        np.take(self.sprites, frac[:, 1] * _SUBPIXEL + frac[:, 0], axis=0, out=vals)
+        self.canvas.fill(1.0)
+        self.canvas.reshape(-1)[idx.reshape(-1)] = vals.reshape(-1)
+        return self.canvas[k : k + self.h, k : k + self.w]
+
+
+@lru_cache(maxsize=8)
+def marker_painter(h: int, w: int, radius_px: float, darkness: float) -> MarkerPainter:
+    return MarkerPainter(h, w, radius_px, darkness)
+
+
+def draw_markers(cfg: RenderConfig, centres: np.ndarray) -> np.ndarray:
+    """Marker factor image (h, w) float32 for markers at `centres` (M, 2) px, as a new array."""
+    painter = marker_painter(cfg.height, cfg.width, cfg.marker_radius * cfg.width / cfg.pad_width_mm,
+                             cfg.marker_darkness)
+    return painter.paint(centres).copy()
 
 
 @dataclass
 class PadLook:
-    """The per-attempt appearance of one sensor: its markers, lit background and noise level."""
+    """The per-attempt appearance shared by both sensors: lit background, colour and noise level."""
 
-    markers_ref: np.ndarray  # (M, 2) px
-    marker_factor: np.ndarray  # (h, w) float32: 1 on bare gel, 1 - darkness at a marker's centre
-    background: np.ndarray  # (h, w, 3) uint8 lit gel colour (LED gradient x lighting gain)
+    lit: np.ndarray  # (h, w) float32 gel luminance (LED gradient x vignette x lighting gain x _LUM_ONE)
+    colour: tuple[float, float, float]  # per-channel gain: background RGB / _LUM_ONE
     noise_pos: np.ndarray  # (h + m, w + m, 3) uint8: positive / negative parts of the sensor noise
     noise_neg: np.ndarray
 
     @classmethod
-    def create(cls, cfg: RenderConfig, markers_ref: np.ndarray, marker_mask: np.ndarray, light_gain: float,
-               noise_std: float) -> "PadLook":
-        factor = 1.0 - cfg.marker_darkness * marker_mask
-        bg = _background(cfg.height, cfg.width, tuple(cfg.background_rgb), cfg.led_gradient)
+    def create(cls, cfg: RenderConfig, light_gain: float, noise_std: float) -> "PadLook":
+        lit = _luminance(cfg.height, cfg.width, cfg.led_gradient) * np.float32(light_gain * _LUM_ONE)
         pos, neg = _noise_banks(cfg.height, cfg.width, round(noise_std * 4) / 4)
-        return cls(markers_ref, factor, cv2.convertScaleAbs(bg, alpha=light_gain), pos, neg)
+        return cls(lit, tuple(c / _LUM_ONE for c in cfg.background_rgb), pos, neg)
 
 
 def to_camera(fields: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -166,21 +187,18 @@ def render_frame(
     cfg: RenderConfig,
     look: PadLook,
     shade: np.ndarray,
-    disp_px: np.ndarray,
+    markers: np.ndarray,
     noise_offset: tuple[int, int],
     out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """One tactile image, uint8 (h, w, 3), from this camera's coarse shading (gh, gw) and surface
-    displacement in pixels (gh, gw, 2) as (u, v); written into `out` when given."""
+    """One tactile image, uint8 (h, w, 3), from this camera's coarse shading (gh, gw) and its displaced
+    marker centres (M, 2) px; written into `out` when given."""
     h, w = cfg.height, cfg.width
-    shade = cv2.resize(shade, (w, h), interpolation=cv2.INTER_LINEAR)
-    # Markers move with the surface: sample the reference pattern at x - u(x) (inverse warp by the
-    # smooth, upsampled displacement field).
-    maps = cv2.subtract(_pixel_map(h, w), cv2.resize(disp_px, (w, h), interpolation=cv2.INTER_LINEAR))
-    markers = cv2.remap(look.marker_factor, maps, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    # Compose in 8 bits: luminance 1.0 is stored as _LUM_ONE; noise is added with saturation.
-    lum = cv2.convertScaleAbs(cv2.multiply(shade, markers), alpha=_LUM_ONE)
-    img = cv2.multiply(look.background, cv2.cvtColor(lum, cv2.COLOR_GRAY2RGB), scale=1.0 / _LUM_ONE)
+    painter = marker_painter(h, w, cfg.marker_radius * w / cfg.pad_width_mm, cfg.marker_darkness)
+    lum = cv2.multiply(cv2.resize(shade, (w, h), interpolation=cv2.INTER_LINEAR), look.lit)
+    lum = cv2.multiply(lum, painter.paint(markers))
+    # Colour and noise in 8 bits: one saturating conversion per channel, noise added with saturation.
+    img = cv2.merge([cv2.convertScaleAbs(lum, alpha=g) for g in look.colour], dst=out)
     oy, ox = noise_offset
-    img = cv2.add(img, look.noise_pos[oy : oy + h, ox : ox + w])
-    return cv2.subtract(img, look.noise_neg[oy : oy + h, ox : ox + w], dst=out)
+    cv2.add(img, look.noise_pos[oy : oy + h, ox : ox + w], dst=img)
+    return cv2.subtract(img, look.noise_neg[oy : oy + h, ox : ox + w], dst=img)

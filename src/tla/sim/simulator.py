@@ -19,7 +19,6 @@ from tla.sim.labels import action_label
 from tla.sim.mechanics import build_grasp, pad_fields, solve_rim_contact
 from tla.sim.render import (
     PadLook,
-    draw_markers,
     marker_reference,
     render_frame,
     sample_markers,
@@ -130,19 +129,18 @@ def _render(cfg: SimConfig, result: AttemptResult, fields, params: dict, rng: np
     # Both sensors are the same model: one jittered marker pattern per attempt, mirrored for the right pad.
     shift = np.array([params["shift_x_px"], params["shift_y_px"]])
     ref = marker_reference(rc, params["marker_pitch"], shift, rng)
-    mask = draw_markers(rc, ref)
     refs = [ref, np.column_stack([rc.width - 1 - ref[:, 0], ref[:, 1]]).astype(np.float32)]
-    masks = [mask, np.ascontiguousarray(mask[:, ::-1])]
     offsets = rng.integers(0, 32, (NUM_PADS * cfg.motion.frames, 2))
     frames = np.empty((len(offsets), rc.height, rc.width, 3), np.uint8)
+    look = PadLook.create(rc, params["light_gain"], params["noise_std"])
     cell = rc.width / depth.shape[2]
     curs = []
     for pad in range(NUM_PADS):
-        look = PadLook.create(rc, refs[pad], masks[pad], params["light_gain"], params["noise_std"])
         idx = [frame_index(pad, t) for t in range(cfg.motion.frames)]
-        curs.append(refs[pad] + sample_markers(disp_px[idx], refs[pad], cell))
-        for i in idx:
-            render_frame(rc, look, shade[i], disp_px[i], tuple(offsets[i]), out=frames[i])
+        cur = refs[pad] + sample_markers(disp_px[idx], refs[pad], cell)  # markers move with the surface
+        curs.append(cur)
+        for t, i in enumerate(idx):
+            render_frame(rc, look, shade[i], cur[t], tuple(offsets[i]), out=frames[i])
     result.frames, result.depth, result.shear = frames, depth, shear
     result.markers_ref = np.stack(refs)
     result.markers_cur = np.concatenate(curs).astype(np.float32)
