@@ -56,7 +56,11 @@ def write_report(out: Path, res: dict) -> Path:
     p = res["preset"]
     meta = res["metadata"]
     versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
-    steps = "" if p["max_steps"] is None else f", {p['max_steps']} optimizer steps per model"
+    steps = p["max_steps"]
+    if isinstance(steps, dict):
+        steps = ", optimizer steps per model: " + ", ".join(f"{k.upper()} {v}" for k, v in steps.items())
+    else:
+        steps = "" if steps is None else f", {steps} optimizer steps per model"
     lines = [
         f"# TLA reproduction report — preset `{p['name']}`",
         "",
@@ -108,6 +112,10 @@ def write_report(out: Path, res: dict) -> Path:
     for fig in sorted((out / "closed_loop").glob("*/*/trajectories.png")):
         rel = fig.relative_to(out)
         lines.append(f"**{rel.parts[1]}, {rel.parts[2]}**\n\n![{rel}]({rel})\n")
+    lines += ["## Training curves (loss per step; validation loss and L1 on the held-out episodes)", ""]
+    for fig in sorted((out / "runs").glob("*/train_curves.png")):
+        rel = fig.relative_to(out)
+        lines.append(f"**{rel.parts[1]}**\n\n![{rel}]({rel})\n")
     lines += ["## Wall time per stage", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.0f} |" for k, v in res["stage_seconds"].items()]
     lines += ["", f"Total: {sum(res['stage_seconds'].values()) / 60:.1f} min. Raw numbers: `results.json`.", ""]
