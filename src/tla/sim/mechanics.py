@@ -36,21 +36,6 @@ def cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
                      a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]], axis=-1)
 
 
-def skew(r: np.ndarray) -> np.ndarray:
-    """Batched cross-product matrices: skew(r) @ w == r x w, r of shape (..., 3)."""
-    z = np.zeros(r.shape[:-1])
-    x, y, w = r[..., 0], r[..., 1], r[..., 2]
-    return np.stack(
-        [np.stack([z, -w, y], -1), np.stack([w, z, -x], -1), np.stack([-y, x, z], -1)], -2
-    )
-
-
-def point_jacobian(r: np.ndarray) -> np.ndarray:
-    """(..., 3, 6) map from q = (u, theta) to the displacement u + theta x r = u - skew(r) theta."""
-    eye = np.broadcast_to(np.eye(3), r.shape[:-1] + (3, 3))
-    return np.concatenate([eye, -skew(r)], axis=-1)
-
-
 @dataclass
 class Grasp:
     """The two pads' contact patches on a world-aligned coarse grid (pad 0 = left/+y, 1 = right/-y)."""
@@ -70,7 +55,7 @@ class Grasp:
 
 def _stiffness(points: np.ndarray, k: np.ndarray, dA: float) -> np.ndarray:
     """Grasp stiffness K = dA sum_points J^T diag(k) J (6x6) of springs at `points` (N, 3) with
-    per-axis stiffness k (3,), J = [I | -skew(r)] (the map q -> u + theta x r)."""
+    per-axis stiffness k (3,), J the map q = (u, theta) -> u + theta x r."""
     x, y, z = points.T
     zero, one = np.zeros_like(x), np.ones_like(x)
     # rows of J per displacement axis: d_x = u_x + theta_y z - theta_z y, etc.
@@ -162,8 +147,7 @@ def solve_rim_contact(
     edges = (normals[:, None, :] + mu_rim * dirs).reshape(-1, 3)  # (m * sides, 3)
     owner = np.repeat(np.arange(m), cone_sides)
     K_inv = np.linalg.inv(K)
-    J = point_jacobian(points)[owner]  # (m * sides, 3, 6)
-    G = np.einsum("ea,eak->ek", edges, J)  # generator wrenches (as rows)
+    G = np.hstack([edges, cross(points[owner], edges)])  # generator wrenches (force, moment) as rows
     compliance = np.repeat(1.0 / (rim_stiffness * areas), cone_sides)
     L = np.linalg.cholesky(G @ K_inv @ G.T + np.diag(compliance))
 
@@ -210,38 +194,45 @@ def pad_fields(grasp: Grasp, qs: np.ndarray, loads: np.ndarray, mu_pad: float) -
     pts = grasp.points[mask]  # (N, 3) contact-patch points only
     side = np.where(pts[:, 1] > 0, 1.0, -1.0)  # moving +y presses the left pad and unloads the right
     p0 = grasp.p0[mask]
-    slip = np.zeros((len(pts), 2))
-    T = len(qs)
+    T, n = len(qs), len(pts)
+    k_t, dA = grasp.k_t, grasp.dA
+    # Everything but the slip is history-free: all frames at once.
+    D = qs[:, None, :3] + cross(qs[:, None, 3:], pts[None])  # (T, N, 3) rigid motion of the peg at each point
+    P = np.maximum(p0 + grasp.k_n * side * D[..., 1], 0.0)
+    caps = mu_pad * P
+    targets = np.minimum(loads, 0.999 * caps.sum(axis=1) * dA)
+    tau_all, slipping_all, gross = np.zeros((T, n, 2)), np.zeros((T, n), bool), np.zeros(T)
+    slip = np.zeros((n, 2))
+    for t in range(T):
+        d, cap, target = D[t], caps[t], targets[t]
+        # Trial (elastic) tractions; the vertical one grows by k_t per mm of extra travel delta.
+        tx = k_t * (d[:, 0] - slip[:, 0])
+        tz0 = k_t * (d[:, 2] - slip[:, 1])
+        tx2 = tx * tx
+        delta = 0.0
+        for _ in range(12):
+            tz = tz0 + k_t * delta
+            mag = np.sqrt(tx2 + tz * tz)
+            scale = np.minimum(1.0, cap / np.maximum(mag, 1e-12))  # return mapping onto the friction cap
+            excess = (tz * scale).sum() * dA - target
+            sticking = np.count_nonzero(mag <= cap)
+            if excess >= -1e-6 * max(target, 1.0) or sticking == 0:
+                break
+            delta += -excess / (k_t * dA * sticking)
+        tz = tz0 + k_t * delta
+        mag = np.sqrt(tx2 + tz * tz)
+        at_cap = mag > cap
+        scale = np.where(at_cap, cap / np.maximum(mag, 1e-12), 1.0)
+        tau = tau_all[t]
+        tau[:, 0], tau[:, 1] = tx * scale, tz * scale
+        # points at the cap slide until their traction equals it; the slip is kept for the next frame
+        slip = np.column_stack([d[:, 0], d[:, 2] + delta]) - tau / k_t
+        gross[t] = delta
+        slipping_all[t] = at_cap
     shape = (T,) + mask.shape
     pressure, slipping = np.zeros(shape), np.zeros(shape, bool)
     traction = np.zeros(shape + (2,))
-    gross = np.zeros(T)
-
-    def respond(d_t: np.ndarray, cap: np.ndarray, slip: np.ndarray):
-        trial = grasp.k_t * (d_t - slip)
-        mag = np.sqrt(np.einsum("ij,ij->i", trial, trial))
-        at_cap = mag > cap
-        return trial * np.where(at_cap, cap / np.maximum(mag, 1e-12), 1.0)[:, None], at_cap
-
-    for t, q in enumerate(qs):
-        d = q[:3] + cross(q[3:], pts)  # rigid motion of the peg at each pad point
-        p = np.maximum(p0 + grasp.k_n * side * d[:, 1], 0.0)
-        cap = mu_pad * p
-        d_t = d[:, [0, 2]]
-        target = min(loads[t], 0.999 * cap.sum() * grasp.dA)
-        delta = 0.0
-        for _ in range(12):
-            tau, at_cap = respond(d_t + [0.0, delta], cap, slip)
-            excess = tau[:, 1].sum() * grasp.dA - target
-            sticking = (~at_cap).sum()
-            if excess >= -1e-6 * max(target, 1.0) or sticking == 0:
-                break
-            delta += -excess / (grasp.k_t * grasp.dA * sticking)
-        d_t = d_t + [0.0, delta]
-        tau, at_cap = respond(d_t, cap, slip)
-        slip = d_t - tau / grasp.k_t  # points at the cap slide until their traction equals it; kept
-        gross[t] = delta
-        pressure[t][mask], traction[t][mask], slipping[t][mask] = p, tau, at_cap
+    pressure[:, mask], traction[:, mask], slipping[:, mask] = P, tau_all, slipping_all
     area = mask.sum(axis=(1, 2))
     return PadFields(
         pressure=pressure,
