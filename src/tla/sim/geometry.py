@@ -92,7 +92,7 @@ def _grown(poly: Polygon, by: float) -> Polygon:
     return poly.buffer(by, join_style="mitre", mitre_limit=10.0)
 
 
-def contact_points(fp: Polygon, hole: Polygon, chamfer: float, simplify: float = 0.02):
+def contact_points(fp: Polygon, hole: Polygon, chamfer: float, simplify: float = 0.02, region=None):
     """Support points of the rim contact with their share of area, rim height and surface normal.
 
     The peg bottom is flat and rigid; the rim top is flat, with a 45-degree chamfer of width `chamfer`
@@ -100,8 +100,9 @@ def contact_points(fp: Polygon, hole: Polygon, chamfer: float, simplify: float =
     the contact region (footprint minus hole) and of its flat-top part (whose edge is the chamfer's top
     line, where the peg pivots); each vertex gets an equal share of the region's area for the rim's
     Winkler stiffness. Returns (points (m, 2), area (m,), height (m,) <= 0, normals (m, 3)), hole frame.
+    `region` is `contact_region(fp, hole)` when the caller already has it.
     """
-    regions = [fp.difference(hole)]
+    regions = [contact_region(fp, hole) if region is None else region]
     if chamfer > 0:
         regions.append(fp.difference(_grown(hole, chamfer)))
     pts = []

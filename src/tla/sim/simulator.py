@@ -54,9 +54,11 @@ def draw_params(cfg: SimConfig, rng: np.random.Generator) -> dict[str, float]:
         "peg_below_grasp": cfg.geometry.peg_below_grasp, "light_gain": 1.0,
         "marker_pitch": cfg.render.marker_pitch, "noise_std": cfg.render.noise_std,
     }
-    params = {}
-    for name, value in nominal.items():
-        params[name] = float(rng.uniform(*getattr(r, name))) if r.enabled else float(value)
+    if r.enabled:  # one vectorised draw: the same stream, in the same order, as one draw per parameter
+        ranges = np.array([getattr(r, name) for name in nominal], dtype=np.float64)
+        params = dict(zip(nominal, rng.uniform(ranges[:, 0], ranges[:, 1]).tolist()))
+    else:
+        params = {name: float(value) for name, value in nominal.items()}
     shift = rng.uniform(-r.image_shift_px, r.image_shift_px, 2) if r.enabled else np.zeros(2)
     params["shift_x_px"], params["shift_y_px"] = float(shift[0]), float(shift[1])
     return params
@@ -80,12 +82,13 @@ def simulate_attempt(
     hole = geo.hole_polygon(shape, clearance, g.peg_size, g.circle_segments)
     fp = geo.footprint(peg, error)
     result = AttemptResult(shape, float(clearance), error, label, False, params)
-    if geo.outside_area(fp, hole) <= g.insert_area_tol:
+    region = geo.contact_region(fp, hole)  # footprint outside the hole
+    if region.area <= g.insert_area_tol:
         result.inserted = True
         return result
 
     # Rim support points in the hole frame -> peg frame (undo the pose) -> grasp frame (pad centre).
-    pts, areas, heights, normals = geo.contact_points(fp, hole, g.chamfer)
+    pts, areas, heights, normals = geo.contact_points(fp, hole, g.chamfer, region=region)
     ox, h = params["peg_offset_x"], params["peg_below_grasp"]
     p_peg = _rotate(pts - error[:2], -error[2])
     n_peg = np.column_stack([_rotate(normals[:, :2], -error[2]), normals[:, 2]])
