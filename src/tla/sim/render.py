@@ -90,29 +90,37 @@ class MarkerPainter:
         self.wp = w + 2 * self.k
         rows, cols = np.divmod(support, self.k)
         self.offsets = rows * self.wp + cols
-        self.canvas = np.empty(((h + 2 * self.k), self.wp), np.float32)
-        self._idx = np.empty((0, len(support)), np.int64)  # scatter buffers, grown on demand and reused
-        self._vals = np.empty((0, len(support)), np.float32)
+        self.canvas = np.empty((0, h + 2 * self.k, self.wp), np.float32)  # buffers grown on demand, reused
+        self._idx = np.empty(0, np.int64)
+        self._vals = np.empty(0, np.float32)
 
     def paint(self, centres: np.ndarray) -> np.ndarray:
-        """(M, 2) marker centres (x, y) px -> (h, w) float32 factor view (markers off the image are cut)."""
-        k, half = self.k, self.half
-        sub = np.rint(np.asarray(centres, np.float64) * _SUBPIXEL).astype(np.int64)
+        """Marker centres (x, y) px, (M, 2) for one image or (F, M, 2) for F images -> float32 factor
+        view (h, w) or (F, h, w); markers off the image are cut. All images are drawn in one scatter."""
+        centres = np.asarray(centres, np.float64)
+        single = centres.ndim == 2
+        centres = centres[None] if single else centres
+        f, k, half = len(centres), self.k, self.half
+        sub = np.rint(centres * _SUBPIXEL).astype(np.int64)
         base, frac = np.divmod(sub, _SUBPIXEL)  # whole pixel and nearest 1/8 px offset
-        inside = ((base[:, 0] > -half) & (base[:, 0] < self.w + half)
-                  & (base[:, 1] > -half) & (base[:, 1] < self.h + half))
-        base, frac = base[inside], frac[inside]
-        m = len(base)
-        if m > len(self._idx):
-            self._idx = np.empty((m, self._idx.shape[1]), np.int64)
-            self._vals = np.empty((m, self._vals.shape[1]), np.float32)
-        idx, vals = self._idx[:m], self._vals[:m]
-        start = (base[:, 1] + k - half) * self.wp + (base[:, 0] + k - half)
+        bx, by = base[..., 0], base[..., 1]
+        inside = (bx > -half) & (bx < self.w + half) & (by > -half) & (by < self.h + half)
+        image = np.broadcast_to(np.arange(f)[:, None], inside.shape)[inside]
+        start = image * ((self.h + 2 * k) * self.wp) + (by[inside] + k - half) * self.wp + (bx[inside] + k - half)
+        frac = frac[inside]
+        n, s = len(start), len(self.offsets)
+        if f > len(self.canvas):
+            self.canvas = np.empty((f,) + self.canvas.shape[1:], np.float32)
+        if n * s > len(self._idx):
+            self._idx, self._vals = np.empty(n * s, np.int64), np.empty(n * s, np.float32)
+        idx, vals = self._idx[: n * s].reshape(n, s), self._vals[: n * s].reshape(n, s)
         np.add(start[:, None], self.offsets[None, :], out=idx)
         np.take(self.sprites, frac[:, 1] * _SUBPIXEL + frac[:, 0], axis=0, out=vals)
-        self.canvas.fill(1.0)
-        self.canvas.reshape(-1)[idx.reshape(-1)] = vals.reshape(-1)
-        return self.canvas[k : k + self.h, k : k + self.w]
+        canvas = self.canvas[:f]
+        canvas.fill(1.0)
+        canvas.reshape(-1)[idx.reshape(-1)] = vals.reshape(-1)
+        out = canvas[:, k : k + self.h, k : k + self.w]
+        return out[0] if single else out
 
 
 @lru_cache(maxsize=8)
@@ -173,32 +181,44 @@ def shading(cfg: RenderConfig, depth: np.ndarray) -> np.ndarray:
 
 
 def sample_markers(disp_px: np.ndarray, markers_ref: np.ndarray, cell: float) -> np.ndarray:
-    """Bilinear samples of coarse displacement fields (N, gh, gw, 2) at reference marker centres (M, 2) px."""
-    _, gh, gw, _ = disp_px.shape
-    fx = np.clip(markers_ref[:, 0] / cell - 0.5, 0, gw - 1)
-    fy = np.clip(markers_ref[:, 1] / cell - 0.5, 0, gh - 1)
+    """Bilinear samples of coarse displacement fields (N, gh, gw, 2) at reference marker centres, (M, 2)
+    px shared by all fields or (N, M, 2) one set per field -> (N, M, 2)."""
+    n, gh, gw, _ = disp_px.shape
+    ref = np.broadcast_to(markers_ref, (n,) + np.shape(markers_ref)[-2:])
+    fx = np.clip(ref[..., 0] / cell - 0.5, 0, gw - 1)
+    fy = np.clip(ref[..., 1] / cell - 0.5, 0, gh - 1)
     x0, y0 = np.minimum(fx.astype(int), gw - 2), np.minimum(fy.astype(int), gh - 2)
-    tx, ty = (fx - x0)[:, None], (fy - y0)[:, None]
-    return (disp_px[:, y0, x0] * ((1 - tx) * (1 - ty)) + disp_px[:, y0, x0 + 1] * (tx * (1 - ty))
-            + disp_px[:, y0 + 1, x0] * ((1 - tx) * ty) + disp_px[:, y0 + 1, x0 + 1] * (tx * ty))
+    tx, ty = (fx - x0)[..., None], (fy - y0)[..., None]
+    i = np.arange(n)[:, None]
+    return (disp_px[i, y0, x0] * ((1 - tx) * (1 - ty)) + disp_px[i, y0, x0 + 1] * (tx * (1 - ty))
+            + disp_px[i, y0 + 1, x0] * ((1 - tx) * ty) + disp_px[i, y0 + 1, x0 + 1] * (tx * ty))
 
 
-def render_frame(
+def render_frames(
     cfg: RenderConfig,
     look: PadLook,
     shade: np.ndarray,
     markers: np.ndarray,
-    noise_offset: tuple[int, int],
+    noise_offsets: np.ndarray,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """One tactile image, uint8 (h, w, 3), from this camera's coarse shading (gh, gw) and its displaced
-    marker centres (M, 2) px; written into `out` when given."""
+    """Tactile images, uint8 (F, h, w, 3), from each camera frame's coarse shading (F, gh, gw), its
+    displaced marker centres (F, M, 2) px and noise-window offsets (F, 2); written into `out` if given."""
     h, w = cfg.height, cfg.width
     painter = marker_painter(h, w, cfg.marker_radius * w / cfg.pad_width_mm, cfg.marker_darkness)
-    lum = cv2.multiply(cv2.resize(shade, (w, h), interpolation=cv2.INTER_LINEAR), look.lit)
-    lum = cv2.multiply(lum, painter.paint(markers))
-    # Colour and noise in 8 bits: one saturating conversion per channel, noise added with saturation.
-    img = cv2.merge([cv2.convertScaleAbs(lum, alpha=g) for g in look.colour], dst=out)
-    oy, ox = noise_offset
-    cv2.add(img, look.noise_pos[oy : oy + h, ox : ox + w], dst=img)
-    return cv2.subtract(img, look.noise_neg[oy : oy + h, ox : ox + w], dst=img)
+    factors = painter.paint(markers)
+    out = np.empty((len(shade), h, w, 3), np.uint8) if out is None else out
+    for i, (oy, ox) in enumerate(noise_offsets.tolist()):
+        lum = cv2.multiply(cv2.resize(shade[i], (w, h), interpolation=cv2.INTER_LINEAR), look.lit)
+        lum = cv2.multiply(lum, factors[i])
+        # Colour and noise in 8 bits: one saturating conversion per channel, noise added with saturation.
+        img = cv2.merge([cv2.convertScaleAbs(lum, alpha=g) for g in look.colour], dst=out[i])
+        cv2.add(img, look.noise_pos[oy : oy + h, ox : ox + w], dst=img)
+        cv2.subtract(img, look.noise_neg[oy : oy + h, ox : ox + w], dst=img)
+    return out
+
+
+def render_frame(cfg: RenderConfig, look: PadLook, shade: np.ndarray, markers: np.ndarray,
+                 noise_offset: tuple[int, int]) -> np.ndarray:
+    """One tactile image, uint8 (h, w, 3), from coarse shading (gh, gw) and marker centres (M, 2) px."""
+    return render_frames(cfg, look, shade[None], np.asarray(markers)[None], np.array([noise_offset]))[0]

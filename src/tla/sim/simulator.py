@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tla.sim import geometry as geo
-from tla.sim.compose import NUM_PADS, frame_index
+from tla.sim.compose import NUM_PADS
 from tla.sim.config import SimConfig
 from tla.sim.labels import action_label
 from tla.sim.mechanics import build_grasp, pad_fields, solve_rim_contact
 from tla.sim.render import (
     PadLook,
     marker_reference,
-    render_frame,
+    render_frames,
     sample_markers,
     shading,
     spread,
@@ -134,19 +134,14 @@ def _render(cfg: SimConfig, result: AttemptResult, fields, params: dict, rng: np
     ref = marker_reference(rc, params["marker_pitch"], shift, rng)
     refs = [ref, np.column_stack([rc.width - 1 - ref[:, 0], ref[:, 1]]).astype(np.float32)]
     offsets = rng.integers(0, 32, (NUM_PADS * cfg.motion.frames, 2))
-    frames = np.empty((len(offsets), rc.height, rc.width, 3), np.uint8)
     look = PadLook.create(rc, params["light_gain"], params["noise_std"])
-    cell = rc.width / depth.shape[2]
-    curs = []
-    for pad in range(NUM_PADS):
-        idx = [frame_index(pad, t) for t in range(cfg.motion.frames)]
-        cur = refs[pad] + sample_markers(disp_px[idx], refs[pad], cell)  # markers move with the surface
-        curs.append(cur)
-        for t, i in enumerate(idx):
-            render_frame(rc, look, shade[i], cur[t], tuple(offsets[i]), out=frames[i])
-    result.frames, result.depth, result.shear = frames, depth, shear
+    # Frame order is pad-major (left t0..t3, right t0..t3): each frame samples its own pad's pattern.
+    ref_per_frame = np.repeat(np.stack(refs), cfg.motion.frames, axis=0)
+    cur = ref_per_frame + sample_markers(disp_px, ref_per_frame, rc.width / depth.shape[2])
+    result.frames = render_frames(rc, look, shade, cur, offsets)
+    result.depth, result.shear = depth, shear
     result.markers_ref = np.stack(refs)
-    result.markers_cur = np.concatenate(curs).astype(np.float32)
+    result.markers_cur = cur.astype(np.float32)
 
 
 def simulate_batch(
