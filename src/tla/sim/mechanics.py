@@ -24,6 +24,7 @@ the softening by slip (it keeps each frame a few small exact solves).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy.optimize import nnls
@@ -67,6 +68,19 @@ def _stiffness(points: np.ndarray, k: np.ndarray, dA: float) -> np.ndarray:
     return dA * sum(ka * (r.T @ r) for ka, r in zip(k, rows))
 
 
+@lru_cache(maxsize=64)
+def _pad_grid(pad_width: float, pad_height: float, pitch: float, y_pads: tuple[float, float]):
+    """Grid x and z positions, their meshgrid and the (2, gh, gw, 3) points of both pads (read-only)."""
+    gw, gh = int(round(pad_width / pitch)), int(round(pad_height / pitch))
+    xs = (np.arange(gw) + 0.5) * pitch - pad_width / 2
+    zs = (np.arange(gh) + 0.5) * pitch - pad_height / 2
+    X, Z = np.meshgrid(xs, zs)
+    points = np.stack([np.stack([X, np.full_like(X, y), Z], -1) for y in y_pads], 0)
+    for a in (xs, zs, X, Z, points):
+        a.flags.writeable = False  # shared between attempts
+    return xs, zs, X, Z, points
+
+
 def build_grasp(
     strips: list[tuple[float, float]],
     y_pads: tuple[float, float],
@@ -85,11 +99,8 @@ def build_grasp(
     The grip pressure is bi-parabolic over each patch (highest in the middle, zero at the edges, like a
     rounded indenter), scaled so each pad carries `grip_force`; its low edges are where slip starts.
     """
-    gw, gh = int(round(pad_width / pitch)), int(round(pad_height / pitch))
-    xs = (np.arange(gw) + 0.5) * pitch - pad_width / 2
-    zs = (np.arange(gh) + 0.5) * pitch - pad_height / 2
-    X, Z = np.meshgrid(xs, zs)
-    points = np.stack([np.stack([X, np.full_like(X, y), Z], -1) for y in y_pads], 0)
+    xs, zs, X, Z, points = _pad_grid(pad_width, pad_height, pitch, tuple(y_pads))
+    gh, gw = X.shape
     b = contact_height / 2
     mask = np.zeros((2, gh, gw), bool)
     p0 = np.zeros((2, gh, gw))

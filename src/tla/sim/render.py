@@ -151,31 +151,43 @@ class PadLook:
         return cls(lit, tuple(c / _LUM_ONE for c in cfg.background_rgb), pos, neg)
 
 
-def to_camera(fields: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """World-aligned pad fields (T, 2 pads, gh, gw) and (T, 2, gh, gw, 2) -> per-frame camera images in
-    frame order (pad-major: left t0..t3, right t0..t3), shapes (8, gh, gw) and (8, gh, gw, 2) as (u, v)."""
-    s = np.swapaxes(fields, 0, 1)[:, :, ::-1]  # pad-major; rows: z up -> image rows down
-    v = np.swapaxes(vectors, 0, 1)[:, :, ::-1]
-    s = np.concatenate([s[0, :, :, ::-1], s[1]])  # the left camera sees x mirrored
-    u = np.concatenate([-v[0, :, :, ::-1, 0], v[1, ..., 0]])
-    w = -np.concatenate([v[0, :, :, ::-1, 1], v[1, ..., 1]])
-    return np.ascontiguousarray(s, np.float32), np.ascontiguousarray(np.stack([u, w], -1), np.float32)
+def camera_fields(indentation: np.ndarray, displacement: np.ndarray, sigma_cells: float
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """World-aligned pad fields, indentation (T, 2 pads, gh, gw) and displacement (T, 2, gh, gw, 2) ->
+    what each camera sees, in frame order (pad-major: left t0..t3, right t0..t3): depth (8, gh, gw) and
+    surface displacement (8, gh, gw, 2) as image (u, v), spread through the gel layer.
+
+    Rows flip (z up -> image rows down) and the left camera sees x mirrored. The elastic spreading is a
+    Gaussian kernel of the layer's length scale (~ its thickness, `sigma_cells` grid cells), run on all
+    8 x 3 channels in one pass."""
+    t, _, gh, gw = indentation.shape
+    stacked = np.empty((gh, gw, 2, t, 3), np.float32)  # channels last: (pad, frame, depth/u/v)
+    left = (slice(None), 0, slice(None, None, -1), slice(None, None, -1))
+    right = (slice(None), 1, slice(None, None, -1), slice(None))
+    for pad, view, sign_u in ((0, left, -1.0), (1, right, 1.0)):
+        stacked[:, :, pad, :, 0] = np.moveaxis(indentation[view], 0, -1)
+        stacked[:, :, pad, :, 1] = np.moveaxis(sign_u * displacement[view][..., 0], 0, -1)
+        stacked[:, :, pad, :, 2] = np.moveaxis(-displacement[view][..., 1], 0, -1)
+    out = cv2.GaussianBlur(stacked.reshape(gh, gw, -1), (0, 0), max(sigma_cells, 1e-3),
+                           borderType=cv2.BORDER_REPLICATE)
+    out = np.moveaxis(out.reshape(gh, gw, 2 * t, 3), 2, 0)
+    return np.ascontiguousarray(out[..., 0]), np.ascontiguousarray(out[..., 1:])
 
 
-def spread(fields: np.ndarray, sigma_cells: float) -> np.ndarray:
-    """Elastic spreading of contact fields through the gel layer: a Gaussian kernel of the layer's length
-    scale (~ its thickness), in grid cells. fields (N, gh, gw, C): all N x C channels in one pass."""
-    n, gh, gw, c = fields.shape
-    stacked = np.ascontiguousarray(np.moveaxis(fields, 0, 2).reshape(gh, gw, n * c), np.float32)
-    out = cv2.GaussianBlur(stacked, (0, 0), max(sigma_cells, 1e-3), borderType=cv2.BORDER_REPLICATE)
-    return np.moveaxis(out.reshape(gh, gw, n, c), 2, 0)
+def _gradient(f: np.ndarray, h: float, axis: int) -> np.ndarray:
+    """np.gradient(f, h, axis=axis) (central differences, one-sided at the edges), minus its overhead."""
+    f = np.moveaxis(f, axis, -1)
+    g = np.empty_like(f)
+    g[..., 1:-1] = (f[..., 2:] - f[..., :-2]) / (2.0 * h)
+    g[..., 0] = (f[..., 1] - f[..., 0]) / h
+    g[..., -1] = (f[..., -1] - f[..., -2]) / h
+    return np.moveaxis(g, -1, axis)
 
 
 def shading(cfg: RenderConfig, depth: np.ndarray) -> np.ndarray:
     """White-light shading of the indented surface (N, gh, gw): slope against the key light (u right,
     v down) and a slight darkening with depth."""
-    gx = np.gradient(depth, cfg.grid_pitch_mm, axis=2)
-    gy = np.gradient(depth, cfg.grid_pitch_mm, axis=1)
+    gx, gy = _gradient(depth, cfg.grid_pitch_mm, axis=2), _gradient(depth, cfg.grid_pitch_mm, axis=1)
     lx, lz = cfg.light_dir
     return (1.0 + cfg.shading_gain * (lx * gx - lz * gy) - 0.25 * depth).astype(np.float32)
 
@@ -189,9 +201,14 @@ def sample_markers(disp_px: np.ndarray, markers_ref: np.ndarray, cell: float) ->
     fy = np.clip(ref[..., 1] / cell - 0.5, 0, gh - 1)
     x0, y0 = np.minimum(fx.astype(int), gw - 2), np.minimum(fy.astype(int), gh - 2)
     tx, ty = (fx - x0)[..., None], (fy - y0)[..., None]
-    i = np.arange(n)[:, None]
-    return (disp_px[i, y0, x0] * ((1 - tx) * (1 - ty)) + disp_px[i, y0, x0 + 1] * (tx * (1 - ty))
-            + disp_px[i, y0 + 1, x0] * ((1 - tx) * ty) + disp_px[i, y0 + 1, x0 + 1] * (tx * ty))
+    flat = disp_px.reshape(-1, 2)
+    i00 = (np.arange(n)[:, None] * gh + y0) * gw + x0  # flat index of each sample's top-left cell
+
+    def at(offset: int) -> np.ndarray:
+        return np.take(flat, i00 + offset, axis=0)  # np.take: ~10x faster than fancy indexing here
+
+    return (at(0) * ((1 - tx) * (1 - ty)) + at(1) * (tx * (1 - ty))
+            + at(gw) * ((1 - tx) * ty) + at(gw + 1) * (tx * ty))
 
 
 def render_frames(

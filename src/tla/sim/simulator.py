@@ -19,12 +19,11 @@ from tla.sim.labels import action_label
 from tla.sim.mechanics import build_grasp, pad_fields, solve_rim_contact
 from tla.sim.render import (
     PadLook,
+    camera_fields,
     marker_reference,
     render_frames,
     sample_markers,
     shading,
-    spread,
-    to_camera,
 )
 
 
@@ -123,9 +122,7 @@ def _render(cfg: SimConfig, result: AttemptResult, fields, params: dict, rng: np
     OpenCV passes run per frame."""
     rc = cfg.render
     sigma_cells = rc.kernel_sigma * params["thickness"] / rc.grid_pitch_mm
-    depth, shear = to_camera(fields.indentation, fields.displacement)
-    spread_all = spread(np.concatenate([depth[..., None], shear], axis=-1), sigma_cells)
-    depth, shear = spread_all[..., 0], spread_all[..., 1:]
+    depth, shear = camera_fields(fields.indentation, fields.displacement, sigma_cells)
     shade = shading(rc, depth)
     ppm = rc.width / rc.pad_width_mm
     disp_px = np.ascontiguousarray(shear * np.float32(ppm))
