@@ -38,8 +38,32 @@ def git_commit() -> str | None:
         return None
 
 
+def _cpu_model() -> str | None:
+    """The CPU's model name (Linux /proc/cpuinfo), or None where unavailable."""
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def describe_hardware(info: dict[str, Any]) -> str:
+    """One line for reports: CPU model and count, GPUs, platform."""
+    parts = [f"{info.get('cpu_count')} x {info.get('cpu') or info.get('machine')}"]
+    if info.get("gpu"):
+        parts.append("GPU " + ", ".join(info["gpu"]))
+    else:
+        parts.append("no GPU")
+    return "; ".join(parts) + f" ({info.get('platform')})"
+
+
 def hardware() -> dict[str, Any]:
     info: dict[str, Any] = {"platform": platform.platform(), "cpu_count": os.cpu_count(), "machine": platform.machine()}
+    cpu = _cpu_model()
+    if cpu:
+        info["cpu"] = cpu
     try:
         import torch
 

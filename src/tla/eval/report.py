@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from tla.eval.reproduce import PAPER, TABLE3_CLEARANCES, TABLE4_SHAPES
+from tla.runinfo import describe_hardware
 
 
 def _pct(x: float) -> str:
@@ -66,7 +67,7 @@ def write_report(out: Path, res: dict) -> Path:
         "",
         f"Preset `{p['name']}`: dataset preset `{p['data_preset']}`, training preset `{p['train_preset']}`"
         f"{steps}, {p['episodes']} closed-loop episodes per condition, seed {p['seed']}.",
-        f"Hardware: {res['hardware']}. Versions: {versions}. Code commit: {meta.get('git_commit')}.",
+        f"Hardware: {describe_hardware(res['hardware'])}. Versions: {versions}. Code commit: {meta.get('git_commit')}.",
         "",
         "Each cell shows **ours (paper)**. The paper's numbers come from Qwen2-VL-7B fine-tuned on Isaac Gym "
         "data and real-robot trials; ours come from this repository's analytic simulator and the preset "
