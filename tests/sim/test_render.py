@@ -60,3 +60,21 @@ def test_camera_view_mirrors_the_left_pad_and_flips_rows():
     np.testing.assert_allclose(shear[t:, ..., 0], disp[:, 1, ::-1, :, 0], rtol=1e-6)
     np.testing.assert_allclose(shear[..., 1], -np.concatenate([disp[:, 0, ::-1, ::-1, 1],
                                                                disp[:, 1, ::-1, :, 1]]), rtol=1e-6)
+
+
+def test_touching_markers_darken_each_other_whatever_the_drawing_order():
+    a, b = np.array([100.25, 80.0]), np.array([107.0, 81.5])  # closer than two sprite widths
+    fa, fb = draw_markers(RC, a[None]), draw_markers(RC, b[None])
+    assert np.any((fa < 1) & (fb < 1))  # the sprites share pixels
+    np.testing.assert_array_equal(draw_markers(RC, np.stack([a, b])), fa * fb)
+    np.testing.assert_array_equal(draw_markers(RC, np.stack([b, a])), fa * fb)
+
+
+def test_stamping_a_wrong_image_names_the_problem():
+    painter = marker_painter(RC.height, RC.width, RC.marker_radius * RC.width / RC.pad_width_mm,
+                             RC.marker_darkness)
+    placed = painter.place(np.array([[10.0, 10.0]]))
+    with pytest.raises(ValueError, match="float32"):
+        painter.stamp(np.ones((RC.height, RC.width)), placed)  # float64
+    with pytest.raises(ValueError, match="C-contiguous"):
+        painter.stamp(np.ones((RC.height, 2 * RC.width), np.float32)[:, ::2], placed)

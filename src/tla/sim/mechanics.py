@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numba
 import numpy as np
 from scipy.optimize import nnls
 
@@ -193,6 +194,53 @@ class PadFields:
     gross_slip: np.ndarray  # (T,) extra vertical travel of the peg through the pads beyond the stick motion
 
 
+@numba.njit(cache=True, nogil=True)
+def _slip_frames(D, caps, targets, k_t, dA):  # pragma: no cover (compiled)
+    """The history-dependent part of `pad_fields`, frame by frame: rigid motion D (T, N, 3) at each
+    patch point, friction caps (T, N) and rim loads to carry (T,) -> tangential tractions (T, N, 2),
+    which points slip (T, N) and the extra vertical travel delta per frame (T,). A compiled loop: the
+    per-frame Newton steps on a few hundred points were dominated by numpy call overhead."""
+    T, n = caps.shape
+    tau = np.zeros((T, n, 2))
+    slipping = np.zeros((T, n), np.bool_)
+    gross = np.zeros(T)
+    slip = np.zeros((n, 2))
+    tx, tz0, tz = np.empty(n), np.empty(n), np.empty(n)
+    for t in range(T):
+        cap, target = caps[t], targets[t]
+        for i in range(n):  # trial (elastic) tractions; the vertical one grows by k_t per mm of delta
+            tx[i] = k_t * (D[t, i, 0] - slip[i, 0])
+            tz0[i] = k_t * (D[t, i, 2] - slip[i, 1])
+        delta = 0.0
+        for _ in range(12):  # safeguarded Newton on delta: the load carried is piecewise linear in it
+            carried, sticking = 0.0, 0
+            for i in range(n):
+                tz_i = tz0[i] + k_t * delta
+                mag = np.sqrt(tx[i] * tx[i] + tz_i * tz_i)
+                if mag <= cap[i]:
+                    carried += tz_i
+                    sticking += 1
+                else:  # return mapping onto the friction cap
+                    carried += tz_i * cap[i] / max(mag, 1e-12)
+            excess = carried * dA - target
+            if excess >= -1e-6 * max(target, 1.0) or sticking == 0:
+                break
+            delta += -excess / (k_t * dA * sticking)
+        for i in range(n):
+            tz[i] = tz0[i] + k_t * delta
+            mag = np.sqrt(tx[i] * tx[i] + tz[i] * tz[i])
+            scale = 1.0
+            if mag > cap[i]:
+                slipping[t, i] = True
+                scale = cap[i] / max(mag, 1e-12)
+            tau[t, i, 0], tau[t, i, 1] = tx[i] * scale, tz[i] * scale
+            # points at the cap slide until their traction equals it; the slip is kept for the next frame
+            slip[i, 0] = D[t, i, 0] - tau[t, i, 0] / k_t
+            slip[i, 1] = D[t, i, 2] + delta - tau[t, i, 1] / k_t
+        gross[t] = delta
+    return tau, slipping, gross
+
+
 def pad_fields(grasp: Grasp, qs: np.ndarray, loads: np.ndarray, mu_pad: float) -> PadFields:
     """Pressure, traction and slip on both pads for each frame, with slip history (return mapping).
 
@@ -205,41 +253,14 @@ def pad_fields(grasp: Grasp, qs: np.ndarray, loads: np.ndarray, mu_pad: float) -
     pts = grasp.points[mask]  # (N, 3) contact-patch points only
     side = np.where(pts[:, 1] > 0, 1.0, -1.0)  # moving +y presses the left pad and unloads the right
     p0 = grasp.p0[mask]
-    T, n = len(qs), len(pts)
+    T = len(qs)
     k_t, dA = grasp.k_t, grasp.dA
     # Everything but the slip is history-free: all frames at once.
     D = qs[:, None, :3] + cross(qs[:, None, 3:], pts[None])  # (T, N, 3) rigid motion of the peg at each point
     P = np.maximum(p0 + grasp.k_n * side * D[..., 1], 0.0)
     caps = mu_pad * P
     targets = np.minimum(loads, 0.999 * caps.sum(axis=1) * dA)
-    tau_all, slipping_all, gross = np.zeros((T, n, 2)), np.zeros((T, n), bool), np.zeros(T)
-    slip = np.zeros((n, 2))
-    for t in range(T):
-        d, cap, target = D[t], caps[t], targets[t]
-        # Trial (elastic) tractions; the vertical one grows by k_t per mm of extra travel delta.
-        tx = k_t * (d[:, 0] - slip[:, 0])
-        tz0 = k_t * (d[:, 2] - slip[:, 1])
-        tx2 = tx * tx
-        delta = 0.0
-        for _ in range(12):
-            tz = tz0 + k_t * delta
-            mag = np.sqrt(tx2 + tz * tz)
-            scale = np.minimum(1.0, cap / np.maximum(mag, 1e-12))  # return mapping onto the friction cap
-            excess = (tz * scale).sum() * dA - target
-            sticking = np.count_nonzero(mag <= cap)
-            if excess >= -1e-6 * max(target, 1.0) or sticking == 0:
-                break
-            delta += -excess / (k_t * dA * sticking)
-        tz = tz0 + k_t * delta
-        mag = np.sqrt(tx2 + tz * tz)
-        at_cap = mag > cap
-        scale = np.where(at_cap, cap / np.maximum(mag, 1e-12), 1.0)
-        tau = tau_all[t]
-        tau[:, 0], tau[:, 1] = tx * scale, tz * scale
-        # points at the cap slide until their traction equals it; the slip is kept for the next frame
-        slip = np.column_stack([d[:, 0], d[:, 2] + delta]) - tau / k_t
-        gross[t] = delta
-        slipping_all[t] = at_cap
+    tau_all, slipping_all, gross = _slip_frames(D, caps, targets, k_t, dA)
     shape = (T,) + mask.shape
     pressure, slipping = np.zeros(shape), np.zeros(shape, bool)
     traction = np.zeros(shape + (2,))
