@@ -26,7 +26,9 @@ SCRIPT = textwrap.dedent(
                       val_max_samples=2, log_every=1, num_workers=0)
     ds = SyntheticTactile(16, size=(24, 32))
     s = train(policy, ds, cfg, sys.argv[1], {"policy": "tla", "preset": "tiny"})
-    print("WORLD", torch.distributed.get_world_size(), "STEP", s["step"])
+    # one write per process: print() writes its pieces separately, and the two ranks share the pipe
+    sys.stdout.write(f"WORLD {torch.distributed.get_world_size()} STEP {s['step']}\\n")
+    sys.stdout.flush()
     """
 )
 
