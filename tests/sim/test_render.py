@@ -78,3 +78,22 @@ def test_stamping_a_wrong_image_names_the_problem():
         painter.stamp(np.ones((RC.height, RC.width)), placed)  # float64
     with pytest.raises(ValueError, match="C-contiguous"):
         painter.stamp(np.ones((RC.height, 2 * RC.width), np.float32)[:, ::2], placed)
+
+
+def test_threads_rendering_at_once_give_the_same_images_as_one_thread():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tla.config import apply_overrides
+    from tla.sim.simulator import simulate_attempt
+
+    cfg = apply_overrides(SimConfig(), ["render.height=60", "render.width=80"])
+    errors = [(1.8, 0.4, 3.0), (-1.5, 1.1, -2.0), (2.2, -0.9, 4.0), (-2.0, -1.6, 1.0)] * 2
+
+    def frames(i):
+        return simulate_attempt(cfg, "square", 2.0, errors[i], np.random.default_rng([3, i])).frames
+
+    alone = [frames(i) for i in range(len(errors))]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(frames, range(len(errors))))
+    for a, b in zip(alone, together):
+        np.testing.assert_array_equal(a, b)

@@ -144,7 +144,8 @@ def solve_rim_contact(
 
     points (m, 3) in the grasp frame with their contact areas (m,), normals (m, 3) unit, gaps (m,) >= 0
     initial vertical gaps. The rim is a stiff Winkler foundation (`rim_stiffness` N/mm^3: each point is a
-    spring of stiffness rim_stiffness x area), so the load spreads over the contact region. Frictional unilateral contact as one convex QP (Anitescu's relaxation): each contact force is a
+    spring of stiffness rim_stiffness x area), so the load spreads over the contact region. Frictional
+    unilateral contact as one convex QP (Anitescu's relaxation): each contact force is a
     non-negative combination of the edges n + mu d_j of a polyhedral friction cone, and each edge's
     complementary constraint keeps the point on or above the rim. The dual is a non-negative least
     squares problem, so stick, slide and lift-off all come out of one exact solve per frame.

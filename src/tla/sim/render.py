@@ -14,6 +14,7 @@ channel in 8 bits.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -42,7 +43,8 @@ def _luminance(h: int, w: int, led_gradient: float) -> np.ndarray:
 
 @lru_cache(maxsize=4)
 def _unit_noise(h: int, w: int) -> np.ndarray:
-    return np.random.default_rng(20250311).standard_normal((h + _NOISE_MARGIN, w + _NOISE_MARGIN, 3)).astype(np.float32)
+    shape = (h + _NOISE_MARGIN, w + _NOISE_MARGIN, 3)
+    return np.random.default_rng(20250311).standard_normal(shape).astype(np.float32)
 
 
 @lru_cache(maxsize=32)
@@ -65,7 +67,8 @@ def _marker_sprites(radius: float) -> tuple[np.ndarray, int]:
     return cover.astype(np.float32), half
 
 
-def marker_reference(cfg: RenderConfig, pitch: float, shift_px: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def marker_reference(cfg: RenderConfig, pitch: float, shift_px: np.ndarray,
+                     rng: np.random.Generator) -> np.ndarray:
     """Reference (undeformed) marker centres in pixels, (M, 2) as (x, y): a jittered square grid."""
     ppm = cfg.width / cfg.pad_width_mm
     step = pitch * ppm
@@ -226,9 +229,16 @@ def sample_markers(disp_px: np.ndarray, markers_ref: np.ndarray, cell: float) ->
             + at(gw) * ((1 - tx) * ty) + at(gw + 1) * (tx * ty))
 
 
-@lru_cache(maxsize=4)
+_per_thread = threading.local()
+
+
 def _luminance_buffer(h: int, w: int) -> np.ndarray:
-    return np.empty((h, w), np.float32)  # reused: small enough to stay in cache from pass to pass
+    """A reused (h, w) float32 buffer, one per thread: small enough to stay in cache from pass to pass,
+    and never shared by two threads rendering at once."""
+    buf = getattr(_per_thread, "luminance", None)
+    if buf is None or buf.shape != (h, w):
+        buf = _per_thread.luminance = np.empty((h, w), np.float32)
+    return buf
 
 
 def render_frames(
