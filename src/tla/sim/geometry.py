@@ -71,7 +71,7 @@ def footprint(peg: Polygon, error) -> Polygon:
 
 
 def outside_area(fp: Polygon, hole: Polygon) -> float:
-    return float(fp.difference(hole).area)
+    return float(contact_region(fp, hole).area)
 
 
 def inserts(shape: str, clearance: float, error, size: float = 10.0, area_tol: float = 1e-3,

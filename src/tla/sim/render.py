@@ -265,9 +265,3 @@ def render_frames(
         cv2.add(img, look.noise_pos[oy : oy + h, ox : ox + w], dst=img)
         cv2.subtract(img, look.noise_neg[oy : oy + h, ox : ox + w], dst=img)
     return out
-
-
-def render_frame(cfg: RenderConfig, look: PadLook, shade: np.ndarray, markers: np.ndarray,
-                 noise_offset: tuple[int, int]) -> np.ndarray:
-    """One tactile image, uint8 (h, w, 3), from coarse shading (gh, gw) and marker centres (M, 2) px."""
-    return render_frames(cfg, look, shade[None], np.asarray(markers)[None], np.array([noise_offset]))[0]
