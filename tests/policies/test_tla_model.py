@@ -26,12 +26,16 @@ def test_tiny_is_deterministic_and_fully_trainable():
 
 
 def test_lora_on_tiny_targets_language_model_only():
-    p = TLAPolicy.build("tiny", ["model.train_mode=lora", "model.lora_rank=4"])
+    p = TLAPolicy.build("tiny", ["model.train_mode=lora", "model.lora_rank=4", "model.position_table=false"])
     lora = [n for n, _ in p.model.named_modules() if n.endswith("lora_A")]
     assert lora and all(".language_model.layers." in n for n in lora)
     assert len(lora) == 2 * 7  # 2 layers x (q, k, v, o, gate, up, down)
     trainable = [n for n, q in p.model.named_parameters() if q.requires_grad]
     assert all("lora_" in n for n in trainable)
+    # a position table is new, so it trains beside the adapters; nothing else of the vision tower does
+    t = TLAPolicy.build("tiny", ["model.train_mode=lora", "model.lora_rank=4"])
+    extra = [n for n, q in t.model.named_parameters() if q.requires_grad and "lora_" not in n]
+    assert extra == ["base_model.model.model.visual.position_table.weight"]
 
 
 def test_qwen2vl_7b_lora_on_meta_device():

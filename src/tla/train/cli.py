@@ -50,7 +50,7 @@ def train_cmd(
     else:
         defaults = []
         if split.startswith("mp"):  # the paper: 20 epochs single-peg, 10 multi-peg (twice the samples)
-            defaults.append("epochs=10" if preset == "paper" else "epochs=8")
+            defaults.append("epochs=10" if preset == "paper" else "epochs=3")
         cls = policy_class(policy)
         if hasattr(cls, "train_overrides"):
             defaults += list(cls.train_overrides(preset, split))

@@ -36,12 +36,12 @@ class TrainConfig:
 
 
 def train_preset(preset: str, overrides: list[str] | None = None) -> TrainConfig:
-    """`tiny`: the tiny dataset (1.5k single-peg / 2k multi-peg samples) in ~10-15 min on 2 CPU cores:
-    12 epochs (8 for multi-peg splits, set by the CLI) at ~25-40 samples/s for the tiny TLA.
+    """`tiny`: the tiny dataset (6k single-peg / 8k multi-peg samples) in ~10 min on 2 CPU cores:
+    4 epochs (3 for multi-peg splits, set by the CLI), ~3000 steps at ~40 samples/s for the tiny TLA.
     `paper`: LoRA on Qwen2-VL-7B: lr 1e-4, global batch 16 (2 x 8 accumulation), 20 epochs (single-peg;
     the CLI uses 10 for multi-peg splits), 3% warm-up, cosine, bf16."""
     if preset == "tiny":
-        cfg = TrainConfig(epochs=12, batch_size=8, lr=1e-3, val_every=250, save_every=500, threads=1)
+        cfg = TrainConfig(epochs=4, batch_size=8, lr=1e-3, val_every=250, save_every=500, threads=1)
     elif preset == "paper":
         cfg = TrainConfig(
             epochs=20,

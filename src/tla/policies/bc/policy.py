@@ -53,7 +53,7 @@ class BCPolicy(ImagePolicy, TrainablePolicy):
                 "epochs=50",
                 "warmup_ratio=0.02",
             ]
-        # tiny: ~125 samples/s through the trainer on 1 CPU thread -> ~6 min (1.4k sp / 1.9k mp train samples)
+        # tiny: ~125 samples/s through the trainer on 1 CPU thread -> ~5-7 min (5.7k sp / 7.6k mp train samples)
         return tiny_train_overrides(split, weight_decay=1e-4)
 
     # ---------------------------------------------------------------- training

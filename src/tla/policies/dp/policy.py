@@ -64,7 +64,7 @@ class DPPolicy(ImagePolicy, TrainablePolicy):
                 "epochs=100",
                 "warmup_ratio=0.02",
             ]
-        # tiny: ~90 samples/s through the trainer on 1 CPU thread -> ~8 min (1.4k sp / 1.9k mp train samples)
+        # tiny: ~90 samples/s through the trainer on 1 CPU thread -> ~5-7 min (5.7k sp / 7.6k mp train samples)
         return tiny_train_overrides(split, weight_decay=1e-6)
 
     # ---------------------------------------------------------------- training

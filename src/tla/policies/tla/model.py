@@ -104,6 +104,23 @@ def build_backbone(cfg: ModelConfig, tokenizer):
     return model
 
 
+def patch_embed_as_linear(model) -> None:
+    """Run the vision tower's patch embedding as one matrix product instead of a Conv3d.
+
+    Its kernel equals its stride and the processor hands over exactly one kernel's worth of pixels per
+    patch, so the convolution *is* `patches @ W.reshape(dim, -1).T`; on the CPU the Conv3d backward alone
+    took ~20% of a tiny-TLA training step. Same weights (the checkpoint is unchanged), same result to float
+    rounding."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    embed = base.model.visual.patch_embed
+
+    def forward(hidden_states: torch.Tensor) -> torch.Tensor:
+        w = embed.proj.weight
+        return torch.nn.functional.linear(hidden_states.to(w.dtype), w.reshape(w.shape[0], -1))
+
+    embed.forward = forward
+
+
 def lora_target_regex(targets: tuple[str, ...]) -> str:
     """Full-match regex over module paths: the named linears inside the language model's decoder layers."""
     return rf"{LM_LAYERS}\.(self_attn|mlp)\.({'|'.join(targets)})"

@@ -6,6 +6,7 @@ a left-padded batch, then the de-tokenizer; text that does not parse gives parse
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -16,10 +17,12 @@ from tla.config import from_dict, to_dict
 from tla.data.text import decode_action, encode_action
 from tla.policies.base import Prediction, TrainablePolicy
 from tla.policies.tla.config import TLAConfig, tla_preset
-from tla.policies.tla.model import apply_train_mode, build_backbone, count_parameters
+from tla.policies.tla.model import apply_train_mode, build_backbone, count_parameters, patch_embed_as_linear
+from tla.policies.tla.position import VISION_ATTR, attach_position_table
 from tla.policies.tla.processing import TLAProcessor
 
 FALLBACK_ACTION = np.zeros(3)  # an unparseable answer moves nothing: the safest action for a retry loop
+POSITION_TABLE_FILE = "position_table.safetensors"
 
 
 def versions() -> dict[str, str]:
@@ -36,10 +39,15 @@ class TLAPolicy(TrainablePolicy):
         self.cfg = cfg
         if tokenizer is None:
             tokenizer = _new_tokenizer(cfg)
-        self.processor = TLAProcessor(tokenizer, cfg.composite_size)
+        self.processor = TLAProcessor(tokenizer, cfg.composite_size, cfg.preprocess)
         if model is None:
             model = apply_train_mode(build_backbone(cfg.model, tokenizer), cfg.model)
         self.model = model
+        patch_embed_as_linear(model)
+        self.position_table = None
+        if cfg.model.position_table:  # trains in every mode: it is new, so there is nothing to keep frozen
+            self.position_table = attach_position_table(model, *self.processor.patch_grid(),
+                                                        merge=self.processor.merge)
         if cfg.model.gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
             if (
@@ -70,6 +78,8 @@ class TLAPolicy(TrainablePolicy):
             "trainable_params": trainable,
             "total_params": total,
             "composite_size": self.cfg.composite_size,
+            "preprocess": to_dict(self.cfg.preprocess),
+            "position_table": self.cfg.model.position_table,
         }
 
     # --- training ---
@@ -138,8 +148,32 @@ class TLAPolicy(TrainablePolicy):
         meta = {"policy": self.name, "config": to_dict(self.cfg), "versions": versions(), **self.describe()}
         (d / "policy.json").write_text(json.dumps(meta, indent=2))
         self.processor.save(d / "processor")
-        # lora: the adapter only (the base is model.path, or the seeded tiny backbone); full: every weight
-        self.model.save_pretrained(d / ("adapter" if self.cfg.model.train_mode == "lora" else "model"))
+        # lora: the adapter only (the base is model.path, or the seeded tiny backbone); full: every weight.
+        # The position table goes to its own file: the model folder stays a stock Qwen2-VL checkpoint.
+        with self._without_position_table():
+            self.model.save_pretrained(d / ("adapter" if self.cfg.model.train_mode == "lora" else "model"))
+        if self.position_table is not None:
+            from safetensors.torch import save_file
+
+            save_file({"weight": self.position_table.weight.detach().cpu().contiguous()},
+                      d / POSITION_TABLE_FILE)
+
+    @contextlib.contextmanager
+    def _without_position_table(self):
+        """Unregister the table from the vision tower while saving (its hook keeps working meanwhile)."""
+        if self.position_table is None:
+            yield
+            return
+        visual = self.position_table_owner()
+        delattr(visual, VISION_ATTR)
+        try:
+            yield
+        finally:
+            visual.add_module(VISION_ATTR, self.position_table)
+
+    def position_table_owner(self):
+        m = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        return m.model.visual
 
     @classmethod
     def load(cls, directory: str | Path) -> TLAPolicy:
@@ -158,7 +192,16 @@ class TLAPolicy(TrainablePolicy):
             model = AutoModelForImageTextToText.from_pretrained(
                 d / "model", dtype=torch_dtype(cfg.model.dtype)
             )
-        return cls(cfg, tokenizer=tokenizer, model=model)
+        policy = cls(cfg, tokenizer=tokenizer, model=model)
+        if policy.position_table is not None:
+            from safetensors.torch import load_file
+
+            f = d / POSITION_TABLE_FILE
+            if not f.exists():
+                raise FileNotFoundError(f"{f} is missing: this policy was saved with model.position_table=true")
+            with torch.no_grad():
+                policy.position_table.weight.copy_(load_file(f)["weight"])
+        return policy
 
 
 def _new_tokenizer(cfg: TLAConfig):

@@ -20,6 +20,7 @@ import torch
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
 from tla.data.text import instruction
+from tla.policies.preprocess import FramePreprocess, preprocess_frames
 from tla.sim.compose import make_composite
 
 IGNORE = -100
@@ -51,14 +52,15 @@ def messages(shape: str, answer: str | None = None) -> list[dict]:
 
 
 class TLAProcessor:
-    """Composite -> pixel patches, prompt -> token ids (+ labels for training), batched."""
+    """Frames -> (preprocessed) composite -> pixel patches, prompt -> token ids (+ labels), batched."""
 
-    def __init__(self, tokenizer, composite_size: int):
+    def __init__(self, tokenizer, composite_size: int, preprocess: FramePreprocess | None = None):
         if composite_size % 28:
             raise ValueError(f"composite_size must be a multiple of 28, got {composite_size}")
         tokenizer.chat_template = CHAT_TEMPLATE
         self.tokenizer = tokenizer
         self.composite_size = composite_size
+        self.preprocess = preprocess or FramePreprocess()
         # min = max = the composite's area: smart_resize keeps the (already 28-aligned) composite as is
         self.image_processor = Qwen2VLImageProcessorPil(
             min_pixels=composite_size**2, max_pixels=composite_size**2
@@ -72,9 +74,18 @@ class TLAProcessor:
     # --- image ---
     def images(self, observations) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 8, H, W, 3) uint8 -> pixel_values (sum of patches, 3*2*14*14), image_grid_thw (B, 3)."""
-        comps = [make_composite(np.asarray(o), self.composite_size) for o in observations]
+        comps = [make_composite(self.frames(o), self.composite_size) for o in observations]
         out = self.image_processor(images=comps, return_tensors="pt")
         return out["pixel_values"], out["image_grid_thw"]
+
+    def frames(self, observation) -> np.ndarray:
+        """One observation (8, H, W, 3) uint8 as the vision tower sees it, before tiling."""
+        return preprocess_frames(np.asarray(observation), self.preprocess)
+
+    def patch_grid(self) -> tuple[int, int]:
+        """(rows, cols) of 14 px patches in the composite."""
+        side = self.composite_size // self.image_processor.patch_size
+        return side, side
 
     def num_image_tokens(self, grid_thw) -> int:
         t, h, w = (int(v) for v in grid_thw)

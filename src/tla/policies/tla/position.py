@@ -1,0 +1,66 @@
+"""A learned absolute 2D position table for Qwen2-VL's vision tower (an option of the tiny preset).
+
+Qwen2-VL's vision tower has no absolute position embedding: positions enter only through 2D rotary
+attention, i.e. as *relative* offsets. Telling which composite cell a patch lies in (left pad or right,
+t0 or t3), which the twist error needs (it is a comparison between cells), is then slow to learn for a
+random-init tower on a CPU budget. The table adds one learned vector per patch position to the patch
+embeddings, before the first block.
+
+Patch order: the image processor emits an image's patches in *merge order*: the 2x2 merge windows
+row-major, and inside each window its 4 patches row-major. `merge_order(gh, gw, m)[k]` is the row-major
+grid index (row * gw + col) of the k-th emitted patch, so the table is stored row-major (as a picture of
+the grid) and gathered into the processor's order.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def merge_order(grid_h: int, grid_w: int, merge: int = 2) -> torch.Tensor:
+    """(grid_h * grid_w,) long: row-major patch index of each patch in the processor's emission order."""
+    if grid_h % merge or grid_w % merge:
+        raise ValueError(f"patch grid {grid_h}x{grid_w} is not divisible by the merge size {merge}")
+    rows = torch.arange(grid_h).view(grid_h // merge, merge, 1, 1)
+    cols = torch.arange(grid_w).view(1, 1, grid_w // merge, merge)
+    # emission order: (block row, block col, row in block, col in block)
+    return (rows * grid_w + cols).permute(0, 2, 1, 3).reshape(-1)
+
+
+class PatchPositionTable(nn.Module):
+    """`weight` (grid_h * grid_w, dim), row-major over the patch grid, added to every image's patches."""
+
+    def __init__(self, grid_h: int, grid_w: int, dim: int, merge: int = 2):
+        super().__init__()
+        self.grid_h, self.grid_w, self.merge = grid_h, grid_w, merge
+        self.weight = nn.Parameter(torch.randn(grid_h * grid_w, dim) * 0.02)
+        self.register_buffer("order", merge_order(grid_h, grid_w, merge), persistent=False)
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        """patches (n_images * grid_h * grid_w, dim), images concatenated -> same shape, table added."""
+        per_image = self.grid_h * self.grid_w
+        if patches.shape[0] % per_image:
+            raise ValueError(
+                f"{patches.shape[0]} patches are not whole images of {self.grid_h}x{self.grid_w} patches: "
+                "the position table needs every image at the composite size it was built for"
+            )
+        table = self.weight[self.order].to(patches.dtype)
+        return patches + table.repeat(patches.shape[0] // per_image, 1)
+
+
+VISION_ATTR = "position_table"
+
+
+def attach_position_table(model, grid_h: int, grid_w: int, merge: int = 2) -> PatchPositionTable:
+    """Register the table on the vision tower (so it trains, moves and checkpoints with the model) and add
+    it to the patch embedding's output through a forward hook."""
+    visual = model.get_base_model().model.visual if hasattr(model, "get_base_model") else model.model.visual
+    existing = getattr(visual, VISION_ATTR, None)
+    if existing is not None:
+        return existing
+    dim = visual.patch_embed.embed_dim
+    table = PatchPositionTable(grid_h, grid_w, dim, merge).to(next(visual.parameters()).device)
+    visual.add_module(VISION_ATTR, table)
+    visual.patch_embed.register_forward_hook(lambda _m, _inp, out: table(out))
+    return table
