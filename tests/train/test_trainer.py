@@ -6,13 +6,15 @@ import numpy as np
 import pytest
 import torch
 
+from tla.policies.collapse import check_collapse
 from tla.policies.registry import load_policy
 from tla.policies.tla import TLAPolicy
 from tla.train.config import TrainConfig, train_preset
 from tla.train.synthetic import SyntheticTactile
 from tla.train.trainer import split_train_val, train
 
-SMALL = ["composite_size=112", "model.tiny.vision_depth=1", "model.tiny.text_layers=1"]  # fast on CPU
+# fast on CPU; the synthetic label is the frames' brightness, which the contrast step would remove
+SMALL = ["composite_size=112", "model.tiny.vision_depth=1", "model.tiny.text_layers=1", "preprocess.contrast=false"]
 FAST = dict(val_fraction=0.0, val_every=0, log_every=5, save_every=1000)
 
 
@@ -29,6 +31,7 @@ def test_tiny_overfits_32_samples_then_reloads_identically(tmp_path):
     pred = policy.predict(np.stack([it["frames"] for it in items]), [it["shape"] for it in items])
     assert pred.texts == [it["answer"] for it in items]
     assert pred.parse_ok.all()
+    assert not check_collapse(pred.actions).collapsed  # 8 answers in 32 samples: the guard stays quiet
     log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
     assert log[-1]["loss"] < 0.05 and {"lr", "samples_per_s", "eta_s"} <= set(log[-1])
 
@@ -140,3 +143,17 @@ def test_trainer_is_generic_over_registered_policies(tmp_path, name):
     loaded = load_policy(tmp_path)
     obs = np.stack([ds[i]["frames"] for i in range(2)])
     assert loaded.predict(obs, ["square", "triangle"]).actions.shape == (2, 3)
+
+
+def test_validation_reports_a_collapsed_policy_loudly(tmp_path, capsys):
+    """Two steps from random weights: the tiny TLA writes unparseable text, every answer falls back to the
+    zero action, and the trainer flags the run as collapsed in its log, its summary and on the console."""
+    ds = SyntheticTactile(40, size=(24, 32))
+    policy = TLAPolicy.build("tiny", SMALL + ["generate.num_beams=1", "generate.max_new_tokens=4"])
+    cfg = TrainConfig(max_steps=2, batch_size=8, val_fraction=0.5, val_every=2, val_max_samples=16,
+                      log_every=1, save_every=1000)
+    summary = train(policy, ds, cfg, tmp_path / "run", {"policy": "tla"})
+    assert summary["collapsed"] is True
+    val = [json.loads(x) for x in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines() if '"val"' in x]
+    assert val[-1]["val_collapsed"] is True and val[-1]["val_modal_share"] >= 0.9
+    assert "COLLAPSED" in capsys.readouterr().err

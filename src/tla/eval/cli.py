@@ -85,6 +85,11 @@ def offline(
     arrow_plot(errors, actions, labels, out / "fig4.png", title=f"{metrics['policy']} on {split}", tol=tol)
     write_run_metadata(out, {"run": str(run), "data": str(data), "split": split, "limit": limit,
                              "eta": eta, "eta_rz": eta_rz}, None)
+    if metrics["collapse"]["collapsed"]:
+        from tla.policies.collapse import CollapseCheck
+
+        msg = CollapseCheck(**{**metrics["collapse"], "modal_answer": tuple(metrics["collapse"]["modal_answer"])})
+        console.print(f"[bold red]{msg.message(f'{run} on {split}')}[/bold red]", highlight=False)
     if json_out:
         print(json.dumps(metrics))
     else:

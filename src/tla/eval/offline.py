@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tla.policies.collapse import check_collapse
 from tla.sim import geometry as geo
 
 AXES = ("x", "y", "rz")
@@ -67,6 +68,7 @@ def offline_metrics(actions, labels, errors, clearances, shapes, parse_ok=None,
         "one_step_insertion": float(one_step_inserts(errors, actions, clearances, shapes).mean()) if n else float("nan"),
         "parse_failure_rate": float(1 - ok.mean()) if n else float("nan"),
         "tolerance": {"eta_mm": tol.eta, "eta_rz_deg": tol.eta_rz},
+        "collapse": check_collapse(actions).to_dict(),
     }
     for i, axis in enumerate(AXES):
         out[f"l1_{axis}_gcr"] = float(l1[goal, i].mean()) if goal.any() else float("nan")

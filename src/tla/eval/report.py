@@ -24,13 +24,31 @@ def _offline_row(name: str, m: dict, paper: tuple) -> str:
     cells = [f"{o} ({p})" for o, p in zip(ours, theirs)]
     extra = [f"{_num(m['l1_x_all'])} / {_num(m['l1_y_all'])} / {_num(m['l1_rz_all'])}",
              f"{_pct(m['direction_x'])} / {_pct(m['direction_y'])} / {_pct(m['direction_rz'])}",
-             _pct(m["one_step_insertion"]), _pct(m["parse_failure_rate"]), str(m["samples"])]
+             _pct(m["one_step_insertion"]), _pct(m["parse_failure_rate"]), _answers(m), str(m["samples"])]
     return "| " + " | ".join([name, *cells, *extra]) + " |"
 
 
+def _answers(m: dict) -> str:
+    """Distinct answers and the most common one's share; COLLAPSED when one answer covers >= 90%."""
+    c = m.get("collapse")
+    if c is None:
+        return "n/a"
+    cell = f"{c['distinct_answers']} ({_pct(c['modal_share'])}%)"
+    return f"**COLLAPSED** {cell}" if c["collapsed"] else cell
+
+
+def collapse_warnings(res: dict) -> list[str]:
+    """One line per (model, test split) whose answers collapsed to (nearly) one action."""
+    found = [(name, "sp_test", m) for name, m in res["table1"].items()]
+    found += [(name, split, m) for name, splits in res["table2"].items() for split, m in splits.items()]
+    return [f"- **{name} on {split}**: one action {c['modal_answer']} for {_pct(c['modal_share'])}% of "
+            f"{c['samples']} samples ({c['distinct_answers']} distinct answers)"
+            for name, split, m in found if (c := m.get("collapse")) and c["collapsed"]]
+
+
 OFFLINE_HEADER = ("| model | GCR % | L1 x mm (GCR) | L1 y mm (GCR) | L1 rz deg (GCR) | L1 x/y/rz (all) | "
-                  "direction x/y/rz % | one-step insert % | parse fail % | samples |\n"
-                  "|---|---|---|---|---|---|---|---|---|---|")
+                  "direction x/y/rz % | one-step insert % | parse fail % | distinct answers (modal %) | samples |\n"
+                  "|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def _cl_cell(row: dict | None, paper: tuple) -> str:
@@ -51,6 +69,33 @@ def _pooled(rows: list[dict]) -> dict:
     lo, hi = wilson_interval(wins, n)
     return {"success": wins / n if n else float("nan"), "ci_low": lo, "ci_high": hi,
             "mean_steps": steps / wins if wins else float("nan"), "episodes": n}
+
+
+def budget_section(res: dict) -> list[str]:
+    """Each model's training budget, why, and whether its validation curve had flattened."""
+    budgets = res.get("budgets") or {}
+    if not budgets:
+        return []
+    from tla.eval.reproduce import MODELS
+
+    notes = res["preset"].get("budget_notes") or {}
+    lines = ["## Training budgets", "",
+             "Every model trains on the same split with its own budget. *Last quarter* is the relative change of "
+             "the validation loss over the last quarter of training: flat when it improved by less than 3%.", "",
+             "| run | policy | steps | batch | epochs | lr | validation loss first -> last | last quarter |",
+             "|---|---|---|---|---|---|---|---|"]
+    for key, name, policy, split in MODELS:
+        b = budgets.get(key)
+        if b is None:
+            continue
+        p = b["plateau"]
+        curve = "n/a" if p is None else f"{p['first']:.4g} -> {p['last']:.4g}"
+        flat = "n/a" if p is None else f"{100 * p['change']:+.1f}% ({'flat' if p['flat'] else '**still improving**'})"
+        lines.append(f"| {key} ({split}) | {name} | {b['steps']} | {b['batch_size']} | {b['epochs']:.1f} | "
+                     f"{b['lr']:g} | {curve} | {flat} |")
+    if notes:
+        lines += ["", *[f"- **{k.upper()}**: {v}" for k, v in notes.items()]]
+    return lines
 
 
 def write_report(out: Path, res: dict) -> Path:
@@ -80,6 +125,13 @@ def write_report(out: Path, res: dict) -> Path:
         "the goal region, as in the paper; L1 (all) over every sample. Closed-loop cells: success % "
         "[Wilson 95% CI] / mean steps of successful episodes.",
         "",
+    ]
+    warnings = collapse_warnings(res)
+    if warnings:
+        lines += ["## WARNING: collapsed models", "",
+                  "These models give (nearly) the same action whatever the touch: their closed-loop successes "
+                  "are what a fixed action achieves, not evidence that they read the sensor.", "", *warnings, ""]
+    lines += [
         "## Table I — single-peg offline (sp_test)",
         "",
         OFFLINE_HEADER,
@@ -91,6 +143,7 @@ def write_report(out: Path, res: dict) -> Path:
         lines += ["", f"## Table II — multi-peg offline ({kinds[k]}; {split})", "", OFFLINE_HEADER]
         for name, splits in res["table2"].items():
             lines.append(_offline_row(name, splits[split], PAPER["table2"][name][k]))
+    lines += ["", *budget_section(res)]
     lines += ["", "## Table III — closed loop, square peg, by clearance", "",
               "| model | " + " | ".join(f"{c} mm" for c in TABLE3_CLEARANCES) + " | total |",
               "|---|" + "---|" * (len(TABLE3_CLEARANCES) + 1)]

@@ -9,6 +9,7 @@ resumes (training itself resumes from its last checkpoint).
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -65,6 +66,7 @@ class ReproducePreset:
     seed: int = 0
     train_overrides: list[str] = field(default_factory=list)  # `train.*` keys, for every model
     tla_overrides: list[str] = field(default_factory=list)  # TLA only (e.g. model.path=...)
+    budget_notes: dict[str, str] = field(default_factory=dict)  # policy -> why this budget (for the report)
 
     def steps_for(self, policy: str) -> int | None:
         return self.max_steps.get(policy) if isinstance(self.max_steps, dict) else self.max_steps
@@ -74,11 +76,19 @@ PRESETS = {
     # smoke splits hold a few dozen samples: small batches so every model gets whole batches
     "smoke": ReproducePreset("smoke", "smoke", "tiny", max_steps=4, episodes=2,
                              train_overrides=["train.batch_size=4", "train.val_fraction=0.1"]),
-    # Calibrated for `make demo`: the whole chain within 60 min on 2 CPU cores (measured there: ~0.3 s per
-    # BC step, ~0.33 s per DP step, ~0.16 s per tiny-TLA step, up to ~0.8 s per failing closed-loop episode with 2
-    # workers). The paper's 50 episodes per condition. The tiny TLA does not improve past ~1000 steps
-    # (constant answers to 2500 steps: see docs/results/tiny), so its budget stays there.
-    "tiny": ReproducePreset("tiny", "tiny", "tiny", max_steps={"bc": 1000, "dp": 1300, "tla": 1000}, episodes=50),
+    # Calibrated for `make demo`: the whole chain within 60 min on 2 CPU cores, install included (measured
+    # there: ~0.3 s per BC step and ~0.33 s per DP step at batch 32, ~0.2 s per tiny-TLA step at batch 8, up
+    # to ~0.8 s per failing closed-loop episode with 2 workers). The paper's 50 episodes per condition.
+    "tiny": ReproducePreset(
+        "tiny", "tiny", "tiny", max_steps={"bc": 1000, "dp": 1300, "tla": 3000}, episodes=50,
+        budget_notes={
+            "bc": "1000 steps x 32 (~5 epochs of sp_train, ~5 min): what fits make demo's 60 minutes beside "
+                  "the other five runs; the table above says whether its validation loss had flattened.",
+            "dp": "1300 steps x 32 (~7 epochs, ~7 min): the same constraint; DP's denoising loss falls slowly, "
+                  "so check the table above before reading its rows as DP's plateau.",
+            "tla": "3000 steps x 8 (4 epochs, ~10 min): in the calibration run (6k samples, seed 0) the answers "
+                   "on x stayed constant for the first ~1000 steps and validation loss still fell at 3000.",
+        }),
     "paper": ReproducePreset("paper", "paper", "paper"),
 }
 
@@ -142,11 +152,35 @@ def reproduce(preset: ReproducePreset, out: Path, data: Path | None = None) -> d
                 out=out / "closed_loop" / f"table{table[1]}" / key, seed=preset.seed, workers=preset.workers,
                 data=data, json_out=True))
     results = collect(out, preset)
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    from tla.eval.report import write_report
+    (out / "results.json").write_text(json.dumps(json_safe(results), indent=2, allow_nan=False))
+    from tla.eval.report import collapse_warnings, write_report
 
     write_report(out, results)
+    for line in collapse_warnings(results):
+        console.print(f"[bold red]COLLAPSED[/bold red] {line[2:]}", highlight=False)
     return results
+
+
+def json_safe(x):
+    """NaN / inf -> null, recursively: JSON has no NaN, and a bare NaN breaks strict readers."""
+    if isinstance(x, dict):
+        return {k: json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_safe(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def training_budget(run_dir: Path) -> dict:
+    """What a run trained for (steps, batch, samples, epochs) and whether its validation curve was flat."""
+    from tla.train.curves import plateau
+
+    cfg = _load(run_dir / "config.json")
+    steps, batch = cfg["total_steps"], cfg["train"]["batch_size"]
+    return {"steps": steps, "batch_size": batch, "train_samples": cfg["train_samples"],
+            "epochs": steps * batch / max(1, cfg["train_samples"]), "lr": cfg["train"]["lr"],
+            "plateau": plateau(run_dir)}
 
 
 def _load(path: Path):
@@ -157,7 +191,8 @@ def collect(out: Path, preset: ReproducePreset) -> dict:
     """Everything the report shows, in one JSON-able dict."""
     names = {key: name for key, name, _, _ in MODELS}
     res: dict = {"preset": asdict(preset), "hardware": hardware(), "stage_seconds": Stages(out).seconds(),
-                 "metadata": _load(out / "reproduce.json"), "table1": {}, "table2": {}, "table3": {}, "table4": {}}
+                 "metadata": _load(out / "reproduce.json"), "table1": {}, "table2": {}, "table3": {}, "table4": {},
+                 "budgets": {key: training_budget(out / "runs" / key) for key, *_ in MODELS}}
     for key, split in TABLE1:
         res["table1"][names[key]] = _load(out / "offline" / key / split / "metrics.json")
     for key, split in TABLE2:

@@ -35,3 +35,21 @@ def plot_training(run_dir: str | Path, out: str | Path | None = None) -> Path | 
         b.legend()
     fig.suptitle(run_dir.name)
     return save_figure(fig, out or run_dir / "train_curves.png")
+
+
+def plateau(run_dir: str | Path, key: str = "val_loss", tail: float = 0.25, tol: float = 0.03) -> dict | None:
+    """Is the validation curve flat at the end? Compares the last validation `key` with its value at the
+    start of the last `tail` of training: `flat` when it improved by less than `tol` (relative)."""
+    log = Path(run_dir) / "train_log.jsonl"
+    if not log.exists():
+        return None
+    val = [json.loads(line) for line in log.read_text().splitlines() if '"split": "val"' in line]
+    val = [r for r in val if r.get(key) is not None]
+    if len(val) < 2:
+        return None
+    last = val[-1]
+    start = (1 - tail) * last["step"]
+    ref = min(val, key=lambda r: abs(r["step"] - start))
+    change = (last[key] - ref[key]) / max(abs(ref[key]), 1e-12)
+    return {"metric": key, "first": val[0][key], "at_step": ref["step"], "ref": ref[key], "last": last[key],
+            "last_step": last["step"], "change": change, "flat": change > -tol}

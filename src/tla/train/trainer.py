@@ -15,6 +15,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
+from tla.policies.collapse import check_collapse
 from tla.train import checkpoint
 from tla.train.config import TrainConfig
 from tla.train.curves import plot_training
@@ -145,6 +147,9 @@ def validate(policy, model, items: Subset, cfg: TrainConfig, micro: int, acceler
     }
     if pred.parse_ok is not None:
         out["val_parse_fail"] = float(1 - np.mean(pred.parse_ok))
+    collapse = check_collapse(pred.actions)
+    out.update(val_distinct_answers=collapse.distinct_answers, val_modal_share=collapse.modal_share,
+               val_collapsed=collapse.collapsed)
     return out
 
 
@@ -290,6 +295,10 @@ def train(
             if acc.is_main_process:
                 last_val = {"step": step, **validate(policy, model, val_set, cfg, micro, acc)}
                 emit({"split": "val", **last_val})
+                if last_val.get("val_collapsed"):
+                    tqdm.write(f"WARNING step {step}: COLLAPSED - {policy.name} gives one action for "
+                               f"{100 * last_val['val_modal_share']:.0f}% of the validation samples "
+                               f"({last_val['val_distinct_answers']} distinct answers)", file=sys.stderr)
             acc.wait_for_everyone()
         if step % cfg.save_every == 0 or step == end:
             save(step, periodic=step % cfg.save_every == 0)
@@ -307,5 +316,6 @@ def train(
         "total_steps": total,
         "finished": step == total,
         "val": last_val,
+        "collapsed": bool(last_val.get("val_collapsed", False)),
         "elapsed_s": time.time() - t0,
     }
