@@ -87,6 +87,27 @@ def reproduce(
     print(f"report: {out / 'report.md'}")
 
 
+@app.command()
+def ablate(
+    out: Path = typer.Option(Path("outputs/ablation-tiny"), help="output folder (rerun to resume)"),
+    data: Path = typer.Option(None, help="reuse an existing tiny dataset (e.g. make demo's) instead of building one"),
+    seeds: str = typer.Option("0,1,2", help="comma-separated seeds (model initialisation and data order)"),
+    variants: str = typer.Option("", help="comma-separated subset of the variants (default: all)"),
+    episodes: int = typer.Option(50, help="closed-loop episodes per run"),
+    workers: int = typer.Option(2),
+):
+    """SP-TLA input ablation (paper input vs each departure of the tiny preset) over seeds, BC beside it:
+    offline metrics on sp_test and one closed-loop condition, with the spread over seeds."""
+    from tla.eval.ablation import VARIANTS, AblationConfig
+    from tla.eval.ablation import ablate as run
+
+    chosen = tuple(v.strip() for v in variants.split(",") if v.strip()) or tuple(VARIANTS)
+    cfg = AblationConfig(seeds=tuple(int(s) for s in seeds.split(",") if s.strip()), variants=chosen,
+                         episodes=episodes, workers=workers)
+    run(cfg, out, data)
+    print(f"report: {out / 'report.md'}")
+
+
 def main() -> None:
     app()
 
