@@ -22,6 +22,13 @@ def test_reproduce_smoke_writes_all_four_tables_and_resumes(tmp_path):
     assert set(results["table3"]) == {"BC", "DP", "SP-TLA", "MP-TLA"}
     assert all(len(rows) == 4 for rows in results["table4"].values())
     assert (out / "offline" / "sp_tla" / "sp_test" / "fig4.png").exists()
+    # the oracle on the same episodes, the training budgets and the collapse column are in the report
+    assert len(results["table3_oracle"]) == 3 and len(results["table4_oracle"]) == 4
+    assert report.count("| oracle (true error -> label; same episodes) |") == 2
+    assert "## Training budgets" in report and set(results["budgets"]) == {
+        "bc_sp", "dp_sp", "sp_tla", "bc_mp", "dp_mp", "mp_tla"}
+    assert "distinct answers (modal %)" in report
+    assert "NaN" not in (out / "results.json").read_text()
     stamps = {p.name: p.stat().st_mtime for p in (out / "stages").glob("*.json")}
     again = CliRunner().invoke(app, ["reproduce", "--preset", "smoke", "--out", str(out)])
     assert again.exit_code == 0, again.output

@@ -10,12 +10,16 @@ from tla.eval.reproduce import PAPER, TABLE3_CLEARANCES, TABLE4_SHAPES
 from tla.runinfo import describe_hardware
 
 
-def _pct(x: float) -> str:
-    return "n/a" if math.isnan(x) else f"{100 * x:.1f}"
+def _missing(x) -> bool:
+    return x is None or math.isnan(x)  # results.json stores NaN as null
 
 
-def _num(x: float) -> str:
-    return "n/a" if math.isnan(x) else f"{x:.3f}"
+def _pct(x: float | None) -> str:
+    return "n/a" if _missing(x) else f"{100 * x:.1f}"
+
+
+def _num(x: float | None) -> str:
+    return "n/a" if _missing(x) else f"{x:.3f}"
 
 
 def _offline_row(name: str, m: dict, paper: tuple) -> str:
@@ -54,9 +58,16 @@ OFFLINE_HEADER = ("| model | GCR % | L1 x mm (GCR) | L1 y mm (GCR) | L1 rz deg (
 def _cl_cell(row: dict | None, paper: tuple) -> str:
     if row is None:
         return "n/a"
-    steps = "n/a" if math.isnan(row["mean_steps"]) else f"{row['mean_steps']:.2f}"
+    steps = "n/a" if _missing(row["mean_steps"]) else f"{row['mean_steps']:.2f}"
     return (f"{_pct(row['success'])} [{_pct(row['ci_low'])}, {_pct(row['ci_high'])}] / {steps} "
             f"({paper[0]} / {paper[1]:.2f})")
+
+
+def _oracle_cell(row: dict | None) -> str:
+    if row is None:
+        return "n/a"
+    steps = "n/a" if _missing(row["mean_steps"]) else f"{row['mean_steps']:.2f}"
+    return f"{_pct(row['success'])} / {steps}"
 
 
 def _pooled(rows: list[dict]) -> dict:
@@ -65,7 +76,8 @@ def _pooled(rows: list[dict]) -> dict:
 
     n = sum(r["episodes"] for r in rows)
     wins = sum(round(r["success"] * r["episodes"]) for r in rows)
-    steps = sum(r["mean_steps"] * round(r["success"] * r["episodes"]) for r in rows if r["success"] > 0)
+    steps = sum(r["mean_steps"] * round(r["success"] * r["episodes"]) for r in rows if r["success"] > 0
+                and not _missing(r["mean_steps"]))
     lo, hi = wilson_interval(wins, n)
     return {"success": wins / n if n else float("nan"), "ci_low": lo, "ci_high": hi,
             "mean_steps": steps / wins if wins else float("nan"), "episodes": n}
@@ -152,12 +164,21 @@ def write_report(out: Path, res: dict) -> Path:
         cells = [_cl_cell(by_c.get(c), PAPER["table3"][name][i]) for i, c in enumerate(TABLE3_CLEARANCES)]
         cells.append(_cl_cell(_pooled(rows), PAPER["table3"][name][-1]))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if res.get("table3_oracle"):
+        rows = res["table3_oracle"]
+        by_c = {r["clearance"]: r for r in rows}
+        cells = [_oracle_cell(by_c.get(c)) for c in TABLE3_CLEARANCES] + [_oracle_cell(_pooled(rows))]
+        lines.append("| oracle (true error -> label; same episodes) | " + " | ".join(cells) + " |")
     lines += ["", "## Table IV — closed loop, 2.0 mm, by shape (round and hexagon unseen in training)", "",
               "| model | " + " | ".join(TABLE4_SHAPES) + " |", "|---|" + "---|" * len(TABLE4_SHAPES)]
     for name, rows in res["table4"].items():
         by_s = {r["shape"]: r for r in rows}
         lines.append(f"| {name} | " + " | ".join(
             _cl_cell(by_s.get(s), PAPER["table4"][name][i]) for i, s in enumerate(TABLE4_SHAPES)) + " |")
+    if res.get("table4_oracle"):
+        by_s = {r["shape"]: r for r in res["table4_oracle"]}
+        lines.append("| oracle (true error -> label; same episodes) | " + " | ".join(
+            _oracle_cell(by_s.get(s)) for s in TABLE4_SHAPES) + " |")
     lines += ["", "## Figure 4 — predicted actions from each test sample's pose error", ""]
     for fig in sorted((out / "offline").glob("*/*/fig4.png")):
         rel = fig.relative_to(out)

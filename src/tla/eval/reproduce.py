@@ -151,6 +151,10 @@ def reproduce(preset: ReproducePreset, out: Path, data: Path | None = None) -> d
                 closed_loop, run=out / "runs" / key, clearances=clearances, shapes=shapes, episodes=preset.episodes,
                 out=out / "closed_loop" / f"table{table[1]}" / key, seed=preset.seed, workers=preset.workers,
                 data=data, json_out=True))
+    for table, (_, clearances, shapes) in trials.items():  # the reference: same episode seeds, true errors
+        stages.run(f"closed_loop_{table}_oracle", partial(
+            oracle_closed_loop, out=out / "closed_loop" / f"table{table[1]}" / "oracle", data=data,
+            clearances=clearances, shapes=shapes, episodes=preset.episodes, seed=preset.seed, workers=preset.workers))
     results = collect(out, preset)
     (out / "results.json").write_text(json.dumps(json_safe(results), indent=2, allow_nan=False))
     from tla.eval.report import collapse_warnings, write_report
@@ -159,6 +163,23 @@ def reproduce(preset: ReproducePreset, out: Path, data: Path | None = None) -> d
     for line in collapse_warnings(results):
         console.print(f"[bold red]COLLAPSED[/bold red] {line[2:]}", highlight=False)
     return results
+
+
+def oracle_closed_loop(out: Path, data: Path, clearances: str, shapes: str, episodes: int, seed: int,
+                       workers: int) -> None:
+    """The oracle (true error -> label) on the same episode list as the models: the steps to compare with."""
+    from tla.config import from_dict
+    from tla.data import store
+    from tla.eval.closed_loop import run_closed_loop, save_results
+    from tla.policies.oracle import OraclePolicy
+    from tla.runinfo import write_run_metadata
+    from tla.sim.config import SimConfig
+
+    sim_cfg = from_dict(SimConfig, store.load_info(data, check_files=False)["sim_config"])
+    recs = run_closed_loop(OraclePolicy, shapes.split(","), [float(c) for c in clearances.split(",")], episodes,
+                           base_seed=seed, sim_cfg=sim_cfg, workers=workers, observe=False, progress=False)
+    save_results(recs, out)
+    write_run_metadata(out, sim_cfg, seed)
 
 
 def json_safe(x):
@@ -200,4 +221,7 @@ def collect(out: Path, preset: ReproducePreset) -> dict:
     for table, models in (("table3", TABLE3_MODELS), ("table4", TABLE4_MODELS)):
         for key in models:
             res[table][names[key]] = _load(out / "closed_loop" / table / key / "summary.json")
+        oracle = out / "closed_loop" / table / "oracle" / "summary.json"
+        if oracle.exists():
+            res[f"{table}_oracle"] = _load(oracle)
     return res
