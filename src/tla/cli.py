@@ -75,15 +75,22 @@ def reproduce(
     """The paper's experiments: data, BC/DP/SP-TLA/MP-TLA training, Tables I-IV, Fig. 4, report.md."""
     import dataclasses
 
-    from tla.eval.reproduce import PRESETS
+    from tla.eval.reproduce import PRESETS, ReproduceError
     from tla.eval.reproduce import reproduce as run
 
     if preset not in PRESETS:
         raise typer.BadParameter(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    if data is not None and not (data / "meta" / "info.json").exists():
+        raise typer.BadParameter(f"{data} is not a dataset (no meta/info.json); build one with `tla data build` "
+                                 "or leave --data out to build it inside --out", param_hint="--data")
     p = dataclasses.replace(PRESETS[preset], seed=seed, workers=workers)
     if model_path is not None:
         p.tla_overrides = [*p.tla_overrides, f"model.path={model_path}"]
-    run(p, out, data)
+    try:
+        run(p, out, data)
+    except ReproduceError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
     print(f"report: {out / 'report.md'}")
 
 
@@ -95,6 +102,8 @@ def ablate(
     variants: str = typer.Option("", help="comma-separated subset of the variants (default: all)"),
     episodes: int = typer.Option(50, help="closed-loop episodes per run"),
     workers: int = typer.Option(2),
+    reuse: Path = typer.Option(None, help="a `tla reproduce --preset tiny` output on the same --data: its "
+                               "seed-0 BC and SP-TLA runs are reused where their configs are identical"),
 ):
     """SP-TLA input ablation (paper input vs each departure of the tiny preset) over seeds, BC beside it:
     offline metrics on sp_test and one closed-loop condition, with the spread over seeds."""
@@ -104,7 +113,7 @@ def ablate(
     chosen = tuple(v.strip() for v in variants.split(",") if v.strip()) or tuple(VARIANTS)
     cfg = AblationConfig(seeds=tuple(int(s) for s in seeds.split(",") if s.strip()), variants=chosen,
                          episodes=episodes, workers=workers)
-    run(cfg, out, data)
+    run(cfg, out, data, reuse)
     print(f"report: {out / 'report.md'}")
 
 

@@ -45,3 +45,7 @@ def test_ablation_on_smoke_data_reports_every_seed_and_resumes(tmp_path):
     assert {p.name: p.stat().st_mtime for p in (out / "stages").glob("*.json")} == stamps
     with pytest.raises(ValueError, match="episodes"):
         ablate(AblationConfig(**{**cfg.__dict__, "episodes": 3}), out)
+    # fewer seeds (a selection, not a setting) reuse the finished runs and report only those
+    one = ablate(AblationConfig(**{**cfg.__dict__, "seeds": (1,)}), out)
+    assert one["rows"]["BC"]["seeds"] == [1] and one["rows"]["BC"]["direction_x"]["std"] is None
+    assert {p.name: p.stat().st_mtime for p in (out / "stages").glob("*.json")} == stamps

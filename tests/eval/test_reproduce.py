@@ -33,3 +33,47 @@ def test_reproduce_smoke_writes_all_four_tables_and_resumes(tmp_path):
     again = CliRunner().invoke(app, ["reproduce", "--preset", "smoke", "--out", str(out)])
     assert again.exit_code == 0, again.output
     assert {p.name: p.stat().st_mtime for p in (out / "stages").glob("*.json")} == stamps  # all skipped
+
+    # the same folder under another seed or preset is refused, naming what changed; nothing is rewritten
+    report_before = (out / "report.md").read_text()
+    other = CliRunner().invoke(app, ["reproduce", "--preset", "smoke", "--out", str(out), "--seed", "7"])
+    assert other.exit_code == 2 and "seed: 0 -> 7" in other.output, other.output
+    other = CliRunner().invoke(app, ["reproduce", "--preset", "tiny", "--out", str(out)])
+    assert other.exit_code == 2 and "name: 'smoke' -> 'tiny'" in other.output, other.output
+    assert (out / "report.md").read_text() == report_before
+    typo = CliRunner().invoke(app, ["reproduce", "--preset", "smoke", "--out", str(tmp_path / "x"),
+                                    "--data", str(tmp_path / "no-such-data")])
+    assert typo.exit_code == 2 and "no meta/info.json" in typo.output and not (tmp_path / "no-such-data").exists()
+
+    # tla ablate --reuse: the reproduce run's seed-0 SP-TLA and BC are the ablation's identical runs
+    from tla.eval.ablation import AblationConfig, ablate
+
+    abl = tmp_path / "abl"
+    cfg = AblationConfig(data_preset="smoke", seeds=(0,), variants=("+ both (tiny preset)",), tla_steps=4,
+                         bc_steps=4, episodes=2, train_overrides=["train.batch_size=4", "train.val_fraction=0.1"])
+    res = ablate(cfg, abl, data=out / "data", reuse=out)
+    for key, src in (("tla_both_tiny_preset_s0", "sp_tla"), ("bc_s0", "bc_sp")):
+        stage = json.loads((abl / "stages" / f"train_{key}.json").read_text())
+        assert stage["reused_from"] == str(out / "runs" / src)
+        ours = json.loads((abl / "offline" / key / "metrics.json").read_text())
+        theirs = json.loads((out / "offline" / src / "sp_test" / "metrics.json").read_text())
+        assert {k: ours[k] for k in ("gcr", "direction_x", "l1_rz_all")} == {
+            k: theirs[k] for k in ("gcr", "direction_x", "l1_rz_all")}
+    assert res["rows"]["BC"]["seeds"] == [0]
+    # a run with another config (here: more steps) is not reused
+    from tla.eval.ablation import reusable_run
+
+    assert not reusable_run(out / "runs" / "sp_tla", out / "data", "tla", 5,
+                            ["train.batch_size=4", "train.val_fraction=0.1", "model.seed=0", "train.seed=0"])
+
+
+def test_a_folder_from_an_older_version_is_refused(tmp_path):
+    from tla.eval.reproduce import PRESETS, ReproduceError, check_same_settings, reproduce_settings
+
+    (tmp_path / "stages").mkdir()
+    (tmp_path / "stages" / "data.json").write_text('{"seconds": 1}')
+    with pytest.raises(ReproduceError, match="no reproduce.json"):
+        check_same_settings(tmp_path, reproduce_settings(PRESETS["tiny"], tmp_path / "data"))
+    (tmp_path / "reproduce.json").write_text(json.dumps({"seed": 0, "config": {}}))  # written before settings
+    with pytest.raises(ReproduceError, match="older version"):
+        check_same_settings(tmp_path, reproduce_settings(PRESETS["tiny"], tmp_path / "data"))

@@ -157,3 +157,18 @@ def test_validation_reports_a_collapsed_policy_loudly(tmp_path, capsys):
     val = [json.loads(x) for x in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines() if '"val"' in x]
     assert val[-1]["val_collapsed"] is True and val[-1]["val_modal_share"] >= 0.9
     assert "COLLAPSED" in capsys.readouterr().err
+
+
+def test_the_data_loader_worker_ends_with_the_run(tmp_path):
+    """`tla reproduce` trains six models in one process: each run's loader worker (~1 GB) must end with it,
+    not linger until a garbage collection."""
+    import os
+
+    import psutil
+
+    from tla.policies.bc.policy import BCPolicy
+
+    cfg = TrainConfig(max_steps=3, batch_size=4, val_fraction=0.0, val_every=0, save_every=1000, num_workers=1)
+    before = len(psutil.Process(os.getpid()).children())
+    train(BCPolicy(), SyntheticTactile(16, size=(24, 32)), cfg, tmp_path / "run", {"policy": "bc"})
+    assert len(psutil.Process(os.getpid()).children()) == before

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from tla.eval.reproduce import PRESETS, Stages
+from tla.eval.reproduce import PRESETS, Stages, json_safe
 from tla.runinfo import describe_hardware, hardware, run_metadata
 
 console = Console()
@@ -68,19 +69,49 @@ def runs(cfg: AblationConfig) -> list[tuple[str, str, int, list[str]]]:
     return out
 
 
+# Which runs exist (seeds, variants) may grow between invocations: a run's result depends only on its own key
+# and on the settings below, so `--seeds 0,1` can be extended to `--seeds 0,1,2` in the same folder.
+SELECTION = ("seeds", "variants", "workers")
+
+
 def check_same_config(out: Path, cfg: AblationConfig) -> None:
-    """A folder holds one ablation: reusing its stages under another configuration would mislabel them."""
+    """A folder holds one ablation: reusing its stages under other settings would mislabel them."""
     path = out / "ablation.json"
-    mine = json.loads(json.dumps(asdict(cfg)))
+    mine = {k: v for k, v in json.loads(json.dumps(asdict(cfg))).items() if k not in SELECTION}
     if path.exists():
-        prev = json.loads(path.read_text())["config"]
+        prev = {k: v for k, v in json.loads(path.read_text())["config"].items() if k not in SELECTION}
         if prev != mine:
             changed = sorted(k for k in set(prev) | set(mine) if prev.get(k) != mine.get(k))
             raise ValueError(f"{out} holds an ablation with other settings ({', '.join(changed)}); "
                              "use another --out or delete the folder")
 
 
-def ablate(cfg: AblationConfig, out: Path, data: Path | None = None) -> dict:
+def _json(x):
+    return json.loads(json.dumps(x, default=str))
+
+
+def reusable_run(candidate: Path, data: Path, policy: str, steps: int, overrides: list[str]) -> bool:
+    """True when the finished run in `candidate` (e.g. `tla reproduce`'s runs/sp_tla) is exactly the run this
+    ablation would train: same data, split, steps, and the same resolved trainer and policy configs."""
+    import dataclasses
+
+    from tla.policies.registry import policy_config
+    from tla.train.cli import resolve_run
+
+    cfg_path = candidate / "config.json"
+    if not (cfg_path.exists() and (candidate / "policy").is_dir()):
+        return False
+    done = json.loads(cfg_path.read_text())
+    train_cfg, pol, *_ = resolve_run(policy, "tiny", "sp_train", overrides, steps)
+    return (done.get("policy") == policy and done.get("split") == "sp_train"
+            and done.get("data") == str(Path(data).resolve()) and done.get("total_steps") == steps
+            and done.get("train") == _json(dataclasses.asdict(train_cfg))
+            and done.get("policy_config") == _json(policy_config(pol)))
+
+
+def ablate(cfg: AblationConfig, out: Path, data: Path | None = None, reuse: Path | None = None) -> dict:
+    """`reuse`: a `tla reproduce` output on the same data; its single-peg BC and SP-TLA runs stand in for the
+    ablation's identical runs (checked config by config) instead of being trained again."""
     from tla.data.build import build, with_seed
     from tla.data.config import preset as data_preset
     from tla.eval.cli import closed_loop, offline
@@ -100,10 +131,17 @@ def ablate(cfg: AblationConfig, out: Path, data: Path | None = None) -> dict:
     for key, name, seed, ov in runs(cfg):
         policy = "bc" if name == "BC" else "tla"
         run_dir = out / "runs" / key
+        steps = cfg.bc_steps if policy == "bc" else cfg.tla_steps
+        overrides = [*cfg.train_overrides, *ov]
+        source = reuse / "runs" / ("bc_sp" if policy == "bc" else "sp_tla") if reuse else None
+        if (source is not None and not (stages.dir / f"train_{key}.json").exists()
+                and reusable_run(source, data, policy, steps, overrides)):
+            shutil.copytree(source, run_dir, dirs_exist_ok=True)
+            (stages.dir / f"train_{key}.json").write_text(json.dumps({"seconds": 0.0, "reused_from": str(source)}))
+            console.print(f"[dim]{key}: reusing the identical run {source}[/dim]")
         stages.run(f"train_{key}", partial(
             train_cmd, data=data, out=run_dir, policy=policy, split="sp_train", preset="tiny",
-            max_steps=cfg.bc_steps if policy == "bc" else cfg.tla_steps,
-            resume=(run_dir / "checkpoints" / "last").exists(), overrides=[*cfg.train_overrides, *ov]))
+            max_steps=steps, resume=(run_dir / "checkpoints" / "last").exists(), overrides=overrides))
         stages.run(f"offline_{key}", partial(
             offline, run=run_dir, data=data, split="sp_test", out=out / "offline" / key, limit=0,
             batch_size=16, eta=0.1, eta_rz=0.5, json_out=True))
@@ -111,22 +149,13 @@ def ablate(cfg: AblationConfig, out: Path, data: Path | None = None) -> dict:
             closed_loop, run=run_dir, clearances=str(cfg.clearance), shapes=cfg.shape, episodes=cfg.episodes,
             out=out / "closed_loop" / key, seed=0, workers=cfg.workers, data=data, json_out=True))
     results = collect(out, cfg)
-    (out / "results.json").write_text(json.dumps(_json_safe(results), indent=2, allow_nan=False))
+    (out / "results.json").write_text(json.dumps(json_safe(results), indent=2, allow_nan=False))
     write_report(out, results)
     return results
 
 
 def _clean(v):
     return None if isinstance(v, float) and not math.isfinite(v) else v
-
-
-def _json_safe(x):
-    """NaN/inf -> null, recursively (JSON has no NaN)."""
-    if isinstance(x, dict):
-        return {k: _json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_safe(v) for v in x]
-    return _clean(x)
 
 
 def collect(out: Path, cfg: AblationConfig) -> dict:
@@ -136,7 +165,9 @@ def collect(out: Path, cfg: AblationConfig) -> dict:
         cl = json.loads((out / "closed_loop" / key / "summary.json").read_text())[0]
         r = rows.setdefault(name, {"seeds": [], "runs": []})
         r["seeds"].append(seed)
-        r["runs"].append({"run": key, "seed": seed, **{k: _clean(m[k]) for k in METRICS},
+        stage = json.loads((out / "stages" / f"train_{key}.json").read_text())
+        r["runs"].append({"run": key, "seed": seed, "reused_from": stage.get("reused_from"),
+                          **{k: _clean(m[k]) for k in METRICS},
                           "collapsed": m["collapse"]["collapsed"], "distinct_answers": m["collapse"]["distinct_answers"],
                           "success": cl["success"], "mean_steps": _clean(cl["mean_steps"])})
     for r in rows.values():
@@ -195,7 +226,8 @@ def write_report(out: Path, res: dict) -> Path:
     for r in res["rows"].values():
         for x in r["runs"]:
             d = " / ".join(f"{100 * x[k]:.1f}" for k in ("direction_x", "direction_y", "direction_rz"))
-            lines.append(f"| {x['run']} | {x['seed']} | {d} | {100 * x['gcr']:.1f} | {100 * x['success']:.0f} | "
+            run = x["run"] + (f" (the identical run of {x['reused_from']}, not retrained)" if x.get("reused_from") else "")
+            lines.append(f"| {run} | {x['seed']} | {d} | {100 * x['gcr']:.1f} | {100 * x['success']:.0f} | "
                          f"{'**yes**' if x['collapsed'] else 'no'} |")
     plot = plot_ablation(res, out / "ablation.png")
     lines += ["", f"![direction accuracy by variant]({plot.name})", "", "## Wall time per stage", "",

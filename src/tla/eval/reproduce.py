@@ -121,10 +121,13 @@ def reproduce(preset: ReproducePreset, out: Path, data: Path | None = None) -> d
     from tla.eval.cli import closed_loop, offline
     from tla.train.cli import train_cmd
 
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "reproduce.json").write_text(json.dumps(run_metadata(asdict(preset), preset.seed), indent=2, default=str))
-    stages = Stages(out)
     data = data or out / "data"
+    settings = reproduce_settings(preset, data)
+    check_same_settings(out, settings)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {**run_metadata(asdict(preset), preset.seed), "settings": settings}
+    (out / "reproduce.json").write_text(json.dumps(meta, indent=2, default=str))
+    stages = Stages(out)
 
     def build_data():
         info = build(with_seed(data_preset(preset.data_preset), preset.seed), data, workers=preset.workers)
@@ -163,6 +166,43 @@ def reproduce(preset: ReproducePreset, out: Path, data: Path | None = None) -> d
     for line in collapse_warnings(results):
         console.print(f"[bold red]COLLAPSED[/bold red] {line[2:]}", highlight=False)
     return results
+
+
+def reproduce_settings(preset: ReproducePreset, data: Path) -> dict:
+    """What the stored stages depend on: the preset (less its notes and worker count, which change no
+    result), the dataset and the package version (bumped whenever a preset's behaviour changes)."""
+    import tla
+
+    p = {k: v for k, v in asdict(preset).items() if k not in ("budget_notes", "workers")}
+    return json.loads(json.dumps({"preset": p, "data": str(Path(data).resolve()), "tla_version": tla.__version__}))
+
+
+def check_same_settings(out: Path, settings: dict) -> None:
+    """Finished stages are reused only under the settings that produced them; anything else is refused
+    (a new preset or seed in an old folder would otherwise report old numbers under the new label)."""
+    path = out / "reproduce.json"
+    if not path.exists():
+        if (out / "stages").is_dir() and any((out / "stages").glob("*.json")):
+            raise ReproduceError(f"{out} holds reproduce stages but no reproduce.json saying how they were made; "
+                                 "use another --out or delete the folder")
+        return
+    prev = json.loads(path.read_text()).get("settings")
+    if prev == settings:
+        return
+    if prev is None:
+        raise ReproduceError(f"{out} was written by an older version of tla (no recorded settings); its results "
+                             "cannot be reused: use another --out or delete the folder")
+    changed = [f"{k}: {prev['preset'].get(k)!r} -> {settings['preset'].get(k)!r}"
+               for k in sorted(set(prev["preset"]) | set(settings["preset"]))
+               if prev["preset"].get(k) != settings["preset"].get(k)]
+    changed += [f"{k}: {prev.get(k)!r} -> {settings.get(k)!r}" for k in ("data", "tla_version")
+                if prev.get(k) != settings.get(k)]
+    raise ReproduceError(f"{out} holds a reproduce run made with other settings ({'; '.join(changed)}); "
+                         "use another --out, or delete the folder to start over")
+
+
+class ReproduceError(ValueError):
+    pass
 
 
 def oracle_closed_loop(out: Path, data: Path, clearances: str, shapes: str, episodes: int, seed: int,

@@ -35,29 +35,13 @@ def train_cmd(
     overrides: list[str] = typer.Argument(None, help="dotted overrides: model.lora_rank=16 train.lr=1e-4"),
 ) -> None:
     """Train a policy; the run dir gets config.json, train_log.jsonl, checkpoints/ and policy/."""
-    from tla.config import from_dict
-    from tla.policies.registry import build_policy, policy_class, policy_config
-    from tla.train.config import TrainConfig, train_preset
+    from tla.policies.registry import policy_config
     from tla.train.trainer import train
 
-    train_ov, policy_ov = _split_overrides(list(overrides or []))
     saved = out / "config.json"
     prev = json.loads(saved.read_text()) if resume and saved.exists() else None
-    if prev is not None:  # a resumed run keeps its recorded settings (the schedule depends on them)
-        policy, preset, split = prev["policy"], prev["preset"], prev["split"]
-        train_ov, policy_ov = prev["train_overrides"], prev["policy_overrides"]
-        cfg = from_dict(TrainConfig, prev["train"])
-    else:
-        defaults = []
-        if split.startswith("mp"):  # the paper: 20 epochs single-peg, 10 multi-peg (twice the samples)
-            defaults.append("epochs=10" if preset == "paper" else "epochs=3")
-        cls = policy_class(policy)
-        if hasattr(cls, "train_overrides"):
-            defaults += list(cls.train_overrides(preset, split))
-        cfg = train_preset(preset, defaults + train_ov)
-    if max_steps is not None:
-        cfg.max_steps = max_steps
-    pol = build_policy(policy, preset, policy_ov)
+    cfg, pol, train_ov, policy_ov, (policy, preset, split) = resolve_run(
+        policy, preset, split, list(overrides or []), max_steps, prev)
     run_config = {
         "policy": policy,
         "preset": preset,
@@ -72,6 +56,33 @@ def train_cmd(
     }
     summary = train(pol, _dataset(data, split), cfg, out, run_config, resume=resume)
     typer.echo(json.dumps(summary, indent=2))
+
+
+def resolve_run(policy: str, preset: str, split: str, overrides: list[str], max_steps: int | None,
+                prev: dict | None = None):
+    """The trainer config and the fresh policy a `tla train` call would use (no training), so a caller can
+    compare them with a finished run's config.json. A resumed run (`prev` = its config.json) keeps its
+    recorded settings: the schedule depends on them."""
+    from tla.config import from_dict
+    from tla.policies.registry import build_policy, policy_class
+    from tla.train.config import TrainConfig, train_preset
+
+    train_ov, policy_ov = _split_overrides(overrides)
+    if prev is not None:
+        policy, preset, split = prev["policy"], prev["preset"], prev["split"]
+        train_ov, policy_ov = prev["train_overrides"], prev["policy_overrides"]
+        cfg = from_dict(TrainConfig, prev["train"])
+    else:
+        defaults = []
+        if split.startswith("mp"):  # the paper: 20 epochs single-peg, 10 multi-peg (twice the samples)
+            defaults.append("epochs=10" if preset == "paper" else "epochs=3")
+        cls = policy_class(policy)
+        if hasattr(cls, "train_overrides"):
+            defaults += list(cls.train_overrides(preset, split))
+        cfg = train_preset(preset, defaults + train_ov)
+    if max_steps is not None:
+        cfg.max_steps = max_steps
+    return cfg, build_policy(policy, preset, policy_ov), train_ov, policy_ov, (policy, preset, split)
 
 
 @app.command("predict")
