@@ -76,9 +76,9 @@ PRESETS = {
     # smoke splits hold a few dozen samples: small batches so every model gets whole batches
     "smoke": ReproducePreset("smoke", "smoke", "tiny", max_steps=4, episodes=2,
                              train_overrides=["train.batch_size=4", "train.val_fraction=0.1"]),
-    # Calibrated for `make demo`: the whole chain within 60 min on 2 CPU cores, install included (measured
-    # there: ~0.3 s per BC step and ~0.33 s per DP step at batch 32, ~0.2 s per tiny-TLA step at batch 8, up
-    # to ~0.8 s per failing closed-loop episode with 2 workers). The paper's 50 episodes per condition.
+    # For `make demo`. Measured on a clean clone (2-core EPYC): 67.5 min with the install, over the 60 min
+    # aimed at; per step ~0.35 s BC and ~0.45 s DP at batch 32, ~0.2 s tiny TLA at batch 8; up to ~0.8 s per
+    # failing closed-loop episode with 2 workers. The paper's 50 episodes per condition.
     "tiny": ReproducePreset(
         "tiny", "tiny", "tiny", max_steps={"bc": 1000, "dp": 1300, "tla": 3000}, episodes=50,
         budget_notes={
@@ -87,7 +87,8 @@ PRESETS = {
             "dp": "1300 steps x 32 (~7 epochs, ~7 min): the same constraint; DP's denoising loss falls slowly, "
                   "so check the table above before reading its rows as DP's plateau.",
             "tla": "3000 steps x 8 (4 epochs, ~10 min): in the calibration run (6k samples, seed 0) the answers "
-                   "on x stayed constant for the first ~1000 steps and validation loss still fell at 3000.",
+                   "on x stayed constant for the first ~1000 steps; the validation loss fell ~2% over the last "
+                   "quarter (cosine schedule).",
         }),
     "paper": ReproducePreset("paper", "paper", "paper"),
 }
