@@ -104,6 +104,7 @@ def ablate(
     workers: int = typer.Option(2),
     reuse: Path = typer.Option(None, help="a `tla reproduce --preset tiny` output on the same --data: its "
                                "seed-0 BC and SP-TLA runs are reused where their configs are identical"),
+    report_only: bool = typer.Option(False, help="train nothing: report the finished runs of the selection"),
 ):
     """SP-TLA input ablation (paper input vs each departure of the tiny preset) over seeds, BC beside it:
     offline metrics on sp_test and one closed-loop condition, with the spread over seeds."""
@@ -113,7 +114,7 @@ def ablate(
     chosen = tuple(v.strip() for v in variants.split(",") if v.strip()) or tuple(VARIANTS)
     cfg = AblationConfig(seeds=tuple(int(s) for s in seeds.split(",") if s.strip()), variants=chosen,
                          episodes=episodes, workers=workers)
-    run(cfg, out, data, reuse)
+    run(cfg, out, data, reuse, report_only)
     print(f"report: {out / 'report.md'}")
 
 

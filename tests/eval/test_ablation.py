@@ -45,6 +45,17 @@ def test_ablation_on_smoke_data_reports_every_seed_and_resumes(tmp_path):
     assert {p.name: p.stat().st_mtime for p in (out / "stages").glob("*.json")} == stamps
     with pytest.raises(ValueError, match="episodes"):
         ablate(AblationConfig(**{**cfg.__dict__, "episodes": 3}), out)
+    # report_only with a run missing: the finished ones are reported, each row with its seeds
+    import shutil
+
+    shutil.rmtree(out / "offline" / "bc_s1")
+    (out / "stages" / "closed_loop_bc_s1.json").unlink()
+    part = ablate(cfg, out, report_only=True)
+    assert part["rows"]["BC"]["seeds"] == [0] and part["rows"]["SP-TLA paper input"]["seeds"] == [0, 1]
+    assert "| BC | 0 |" in (out / "report.md").read_text()
+    (out / "stages" / "offline_bc_s1.json").unlink()
+    ablate(cfg, out)  # the missing evaluation is redone, nothing is retrained
+    stamps = {p.name: p.stat().st_mtime for p in (out / "stages").glob("*.json")}
     # fewer seeds (a selection, not a setting) reuse the finished runs and report only those
     one = ablate(AblationConfig(**{**cfg.__dict__, "seeds": (1,)}), out)
     assert one["rows"]["BC"]["seeds"] == [1] and one["rows"]["BC"]["direction_x"]["std"] is None

@@ -109,9 +109,12 @@ def reusable_run(candidate: Path, data: Path, policy: str, steps: int, overrides
             and done.get("policy_config") == _json(policy_config(pol)))
 
 
-def ablate(cfg: AblationConfig, out: Path, data: Path | None = None, reuse: Path | None = None) -> dict:
+def ablate(cfg: AblationConfig, out: Path, data: Path | None = None, reuse: Path | None = None,
+           report_only: bool = False) -> dict:
     """`reuse`: a `tla reproduce` output on the same data; its single-peg BC and SP-TLA runs stand in for the
-    ablation's identical runs (checked config by config) instead of being trained again."""
+    ablation's identical runs (checked config by config) instead of being trained again.
+    `report_only`: train nothing; report the runs of the selection that are finished (each row lists its
+    seeds), e.g. while other seeds are still training in another process."""
     from tla.data.build import build, with_seed
     from tla.data.config import preset as data_preset
     from tla.eval.cli import closed_loop, offline
@@ -126,6 +129,8 @@ def ablate(cfg: AblationConfig, out: Path, data: Path | None = None, reuse: Path
         {"config": asdict(cfg), **run_metadata(asdict(cfg), cfg.seeds[0])}, indent=2, default=str))
     stages = Stages(out)
     data = data or out / "data"
+    if report_only:
+        return _finish(out, cfg, partial_ok=True)
     if not (data / "meta" / "info.json").exists():
         stages.run("data", lambda: build(with_seed(data_preset(cfg.data_preset), 0), data, workers=cfg.workers))
     for key, name, seed, ov in runs(cfg):
@@ -148,7 +153,11 @@ def ablate(cfg: AblationConfig, out: Path, data: Path | None = None, reuse: Path
         stages.run(f"closed_loop_{key}", partial(
             closed_loop, run=run_dir, clearances=str(cfg.clearance), shapes=cfg.shape, episodes=cfg.episodes,
             out=out / "closed_loop" / key, seed=0, workers=cfg.workers, data=data, json_out=True))
-    results = collect(out, cfg)
+    return _finish(out, cfg)
+
+
+def _finish(out: Path, cfg: AblationConfig, partial_ok: bool = False) -> dict:
+    results = collect(out, cfg, partial_ok)
     (out / "results.json").write_text(json.dumps(json_safe(results), indent=2, allow_nan=False))
     write_report(out, results)
     return results
@@ -158,9 +167,12 @@ def _clean(v):
     return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
-def collect(out: Path, cfg: AblationConfig) -> dict:
+def collect(out: Path, cfg: AblationConfig, partial_ok: bool = False) -> dict:
     rows: dict[str, dict] = {}
     for key, name, seed, _ in runs(cfg):
+        finished = (out / "stages" / f"closed_loop_{key}.json").exists()
+        if partial_ok and not finished:
+            continue
         m = json.loads((out / "offline" / key / "metrics.json").read_text())
         cl = json.loads((out / "closed_loop" / key / "summary.json").read_text())[0]
         r = rows.setdefault(name, {"seeds": [], "runs": []})
@@ -209,16 +221,16 @@ def write_report(out: Path, res: dict) -> Path:
         "erases the markers; the sample's mean brightness removed and the rest stretched 3x) and `position "
         "table` (a learned absolute 2D position per vision patch). Nothing was tuned on sp_test.",
         "",
-        "| model | direction x % | direction y % | direction rz % | GCR % | L1 x / y / rz (all) | "
+        "| model | seeds | direction x % | direction y % | direction rz % | GCR % | L1 x / y / rz (all) | "
         f"closed loop {cfg['clearance']} mm success % | mean steps | collapsed runs |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in res["rows"].items():
         l1 = " / ".join(f"{r[k]['mean']:.3f}" if r[k]["mean"] is not None else "n/a"
                         for k in ("l1_x_all", "l1_y_all", "l1_rz_all"))
         coll = f"**{r['collapsed_runs']} of {len(r['runs'])}**" if r["collapsed_runs"] else f"0 of {len(r['runs'])}"
         steps = "n/a" if r["mean_steps"]["mean"] is None else f"{r['mean_steps']['mean']:.2f}"
-        lines.append(f"| {name} | {_cell(r['direction_x'], True)} | {_cell(r['direction_y'], True)} | "
+        lines.append(f"| {name} | {', '.join(map(str, r['seeds']))} | {_cell(r['direction_x'], True)} | {_cell(r['direction_y'], True)} | "
                      f"{_cell(r['direction_rz'], True)} | {_cell(r['gcr'], True)} | {l1} | "
                      f"{_cell(r['success'], True)} | {steps} | {coll} |")
     lines += ["", "## Per run", "", "| run | seed | direction x / y / rz % | GCR % | success % | collapsed |",
