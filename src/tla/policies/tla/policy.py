@@ -18,7 +18,7 @@ from tla.data.text import decode_action, encode_action
 from tla.policies.base import Prediction, TrainablePolicy
 from tla.policies.tla.config import TLAConfig, tla_preset
 from tla.policies.tla.model import apply_train_mode, build_backbone, count_parameters, patch_embed_as_linear
-from tla.policies.tla.position import VISION_ATTR, attach_position_table
+from tla.policies.tla.position import VISION_ATTR, attach_position_table, vision_tower
 from tla.policies.tla.processing import TLAProcessor
 
 FALLBACK_ACTION = np.zeros(3)  # an unparseable answer moves nothing: the safest action for a retry loop
@@ -164,16 +164,12 @@ class TLAPolicy(TrainablePolicy):
         if self.position_table is None:
             yield
             return
-        visual = self.position_table_owner()
+        visual = vision_tower(self.model)
         delattr(visual, VISION_ATTR)
         try:
             yield
         finally:
             visual.add_module(VISION_ATTR, self.position_table)
-
-    def position_table_owner(self):
-        m = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        return m.model.visual
 
     @classmethod
     def load(cls, directory: str | Path) -> TLAPolicy:

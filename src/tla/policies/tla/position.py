@@ -52,10 +52,15 @@ class PatchPositionTable(nn.Module):
 VISION_ATTR = "position_table"
 
 
+def vision_tower(model):
+    """Qwen2-VL's vision tower, through a PEFT wrapper if there is one."""
+    return (model.get_base_model() if hasattr(model, "get_base_model") else model).model.visual
+
+
 def attach_position_table(model, grid_h: int, grid_w: int, merge: int = 2) -> PatchPositionTable:
     """Register the table on the vision tower (so it trains, moves and checkpoints with the model) and add
     it to the patch embedding's output through a forward hook."""
-    visual = model.get_base_model().model.visual if hasattr(model, "get_base_model") else model.model.visual
+    visual = vision_tower(model)
     existing = getattr(visual, VISION_ATTR, None)
     if existing is not None:
         return existing
