@@ -82,7 +82,7 @@ PRESETS = {
     "tiny": ReproducePreset(
         "tiny", "tiny", "tiny", max_steps={"bc": 1000, "dp": 1300, "tla": 3000}, episodes=50,
         budget_notes={
-            "bc": "1000 steps x 32 (~5 epochs of sp_train, ~5 min): what fits make demo's 60 minutes beside "
+            "bc": "1000 steps x 32 (~5 epochs of sp_train, ~5 min): what make demo's CPU time allows beside "
                   "the other five runs; the table above says whether its validation loss had flattened.",
             "dp": "1300 steps x 32 (~7 epochs, ~7 min): the same constraint; DP's denoising loss falls slowly, "
                   "so check the table above before reading its rows as DP's plateau.",
