@@ -1,6 +1,6 @@
 """Build the tactile-action dataset: a random insertion policy in the simulator, sharded and resumable.
 
-Random insertion policy (one episode): an initial misalignment drawn from the SPEC 6 box (redrawn until
+Random insertion policy (one episode): an initial misalignment drawn from the SimConfig.errors box (redrawn until
 the first attempt collides, so every episode gives at least one sample), then up to `max_attempts`
 attempts; after each failed one the policy moves by a random correction ~ U[-1, 1] mm, U[-1.5, 1.5] deg
 (the label's caps); a step that leaves the box is reflected back into it. Every failed attempt is one
@@ -87,7 +87,7 @@ def run_episode(cfg: DataConfig, sim_cfg, split: str, shape: str, episode: int) 
 
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, SPLIT_CODES[split], episode]))
     pol = cfg.policy
-    box = np.array([sim_cfg.errors.ex, sim_cfg.errors.ey, sim_cfg.errors.erz])  # SPEC 6 misalignment box
+    box = np.array([sim_cfg.errors.ex, sim_cfg.errors.ey, sim_cfg.errors.erz])  # the misalignment box
     step = np.array([pol.step_xy, pol.step_xy, pol.step_rz])
     samples = []
     error = sim.sample_initial_error(rng, sim_cfg.errors)

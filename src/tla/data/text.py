@@ -1,4 +1,4 @@
-"""The language side of a sample: the instruction prompt and the action codec (SPEC 5).
+"""The language side of a sample: the instruction prompt and the action codec.
 
 The answer is the action scaled per axis and rounded to integers, written like `[-90, 40, 13]`.
 `decode_action` never raises: text that does not parse gives None, and callers count it as a failure.

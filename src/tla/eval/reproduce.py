@@ -35,7 +35,7 @@ TABLE2 = tuple((m, s) for m in ("bc_mp", "dp_mp", "mp_tla") for s in ("mp_test_i
 TABLE3_MODELS, TABLE3_CLEARANCES = ("bc_sp", "dp_sp", "sp_tla", "mp_tla"), (2.0, 1.6, 1.0)
 TABLE4_MODELS, TABLE4_SHAPES = ("bc_mp", "dp_mp", "sp_tla", "mp_tla"), ("square", "triangle", "round", "hexagon")
 
-# SPEC 9: the paper's numbers (arXiv 2503.08548).
+# The paper's numbers (arXiv 2503.08548, Tables I-IV).
 PAPER = {
     "table1": {"BC": (10.4, 0.803, 0.302, 0.205), "DP": (8.5, 0.370, 0.382, 0.568),
                "SP-TLA": (12.5, 0.079, 0.122, 0.173)},

@@ -1,4 +1,4 @@
-"""Peg cross-sections, holes, the insertion test and the rim-contact region (SPEC 3, geometry).
+"""Peg cross-sections, holes, the insertion test and the rim-contact region.
 
 Peg frame: the peg axis is the origin, x along the pads, y toward the left pad (+y). A shape's `size` is
 its minimum width across (square side, hexagon across flats, round diameter, triangle/pentagon height),

@@ -1,4 +1,4 @@
-"""Action labels from the pose error (paper eq. 1-3, SPEC 5) and initial-error sampling.
+"""Action labels from the pose error (paper eq. 1-3) and initial-error sampling.
 
 Paper mode: each translation moves the peg just inside the +-c/2 band (not to zero error), capped at
 delta per action; rotation goes toward zero, capped at rz_cap. "center" mode (an option, never the

@@ -1,4 +1,4 @@
-"""GelStereo-style marker images of the gel surface (SPEC 4).
+"""GelStereo-style marker images of the gel surface.
 
 image = LED-lit gel background x white-light shading of the indented surface x dark markers displaced by
 the surface displacement, + sensor noise. Mechanics fields arrive on the coarse world-aligned pad grid;

@@ -69,7 +69,7 @@ class TLAConfig:
     # frame preprocessing before the composite; the paper feeds raw frames (all off), the tiny preset
     # removes the markers and the mean brightness (see tla.policies.preprocess)
     preprocess: FramePreprocess = field(default_factory=FramePreprocess)
-    scale: tuple[float, float, float] = DEFAULT_SCALE  # action text scale (SPEC 5), stored with the run
+    scale: tuple[float, float, float] = DEFAULT_SCALE  # action text scale, stored with the run
     max_length: int = 2048  # guard on the tokenised prompt + answer
 
 

@@ -1,7 +1,7 @@
 """The Qwen2-VL backbone: tiny random-init or local pretrained, then full training or LoRA.
 
 LoRA goes on the language model's linear layers only, selected by module *path*: Qwen2.5-VL's vision MLP
-reuses the names gate/up/down_proj, so bare names would also adapt the vision tower (SPEC 10).
+reuses the names gate/up/down_proj, so bare names would also adapt the vision tower.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Prompt + image processing for Qwen2-VL without torchvision (SPEC 5, 10).
+"""Prompt + image processing for Qwen2-VL without torchvision.
 
 `AutoProcessor` for Qwen-VL needs torchvision, so the processor is assembled by hand: the Qwen2-VL image
 processor's PIL/numpy path + a tokenizer carrying our chat template. One sample is
