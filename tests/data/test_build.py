@@ -130,3 +130,41 @@ def test_config_mismatch_on_resume_is_refused(smoke_cfg, tmp_path):
     (tmp_path / "foreign" / "x.txt").write_text("hi")
     with pytest.raises(store.DatasetError, match="not empty"):
         build(smoke_cfg, tmp_path / "foreign", progress=False)
+
+
+def test_field_modalities_are_stored_and_read_back_exactly(smoke_ds, smoke_cfg):
+    """A dataset item in the marker_flow / depth modality is the stored float16 field rendered, bit for bit
+    the observation the env gives for the same attempt."""
+    from tla.data.build import sim_config
+    from tla.data.dataset import TactileDataset
+    from tla.sim import modality, simulate_attempt
+
+    root, info = smoke_ds
+    assert info["fields"] == {"marker_flow": [8, *modality.FIELD_GRID, 2], "depth": [8, *modality.FIELD_GRID]}
+    sim_cfg = sim_config(smoke_cfg)
+    for name in ("marker_flow", "depth"):
+        ds = TactileDataset(root, "sp_test", modality=name)
+        item = ds[5]
+        res = simulate_attempt(sim_cfg, item["shape"], item["clearance"], item["error"].astype(np.float64),
+                               np.random.default_rng(item["sample_seed"]))
+        assert item["frames"].shape == (8, sim_cfg.render.height, sim_cfg.render.width, 3)
+        np.testing.assert_array_equal(item["frames"], modality.observe(res, sim_cfg.render, name))
+    assert not np.array_equal(TactileDataset(root, "sp_test", modality="depth")[5]["frames"],
+                              TactileDataset(root, "sp_test")[5]["frames"])
+
+
+def test_a_dataset_without_fields_names_the_fix(smoke_cfg, tmp_path):
+    import dataclasses
+
+    from tla.data.dataset import TactileDataset
+
+    cfg = dataclasses.replace(smoke_cfg, fields=(), splits=smoke_cfg.splits[:1])
+    root = tmp_path / "rgb_only"
+    info = build(cfg, root, progress=False)
+    import pyarrow.parquet as pq
+
+    assert "marker_flow" not in pq.read_schema(root / info["files"].popitem()[0]).names
+    with pytest.raises(store.DatasetError, match="stores no 'marker_flow' field.*rebuild"):
+        TactileDataset(root, "sp_train", modality="marker_flow")
+    with pytest.raises(store.DatasetError, match="unknown field column"):
+        build(dataclasses.replace(cfg, fields=("force",)), tmp_path / "bad", progress=False)

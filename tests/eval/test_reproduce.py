@@ -46,20 +46,20 @@ def test_reproduce_smoke_writes_all_four_tables_and_resumes(tmp_path):
     assert typo.exit_code == 2 and "no meta/info.json" in typo.output and not (tmp_path / "no-such-data").exists()
 
     # tla ablate --reuse: the reproduce run's seed-0 SP-TLA and BC are the ablation's identical runs
-    from tla.eval.ablation import AblationConfig, ablate
+    from tla.eval.ablation import TINY_PRESET, AblationConfig, ablate
 
     abl = tmp_path / "abl"
-    cfg = AblationConfig(data_preset="smoke", seeds=(0,), variants=("+ both (tiny preset)",), tla_steps=4,
+    cfg = AblationConfig(data_preset="smoke", seeds=(0,), variants=tuple(TINY_PRESET.values()), tla_steps=4,
                          bc_steps=4, episodes=2, train_overrides=["train.batch_size=4", "train.val_fraction=0.1"])
     res = ablate(cfg, abl, data=out / "data", reuse=out)
-    for key, src in (("tla_both_tiny_preset_s0", "sp_tla"), ("bc_s0", "bc_sp")):
+    for key, src in (("tla_flow_table_s0", "sp_tla"), ("bc_flow_s0", "bc_sp")):
         stage = json.loads((abl / "stages" / f"train_{key}.json").read_text())
         assert stage["reused_from"] == str(out / "runs" / src)
         ours = json.loads((abl / "offline" / key / "metrics.json").read_text())
         theirs = json.loads((out / "offline" / src / "sp_test" / "metrics.json").read_text())
         assert {k: ours[k] for k in ("gcr", "direction_x", "l1_rz_all")} == {
             k: theirs[k] for k in ("gcr", "direction_x", "l1_rz_all")}
-    assert res["rows"]["BC"]["seeds"] == [0]
+    assert res["rows"][TINY_PRESET["bc"]]["seeds"] == [0]
     # a run with another config (here: more steps) is not reused
     from tla.eval.ablation import reusable_run
 

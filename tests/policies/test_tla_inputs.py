@@ -91,13 +91,15 @@ def obs(n, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (n, 8, 30, 40, 3), dtype=np.uint8)
 
 
-def test_tiny_preset_uses_the_table_and_the_preprocessing_and_the_paper_recipe_does_not():
+def test_tiny_preset_reads_marker_flow_with_the_table_and_the_paper_recipe_does_not():
     from tla.policies.tla.config import tla_preset
 
     tiny = TLAPolicy.build("tiny", ["composite_size=112"])
-    assert tiny.cfg.preprocess.demarker and tiny.cfg.preprocess.contrast and tiny.position_table is not None
+    assert tiny.modality == "marker_flow" and tiny.cfg.preprocess.identity and tiny.position_table is not None
     paper = tla_preset("paper", ["model.path=/nowhere"])
-    assert not paper.model.position_table and paper.preprocess.identity
+    assert paper.modality == "rgb" and not paper.model.position_table and paper.preprocess.identity
+    with pytest.raises(ValueError, match="unknown tactile modality"):
+        tla_preset("tiny", ["modality=tactile"])
     # the table reaches the vision tower's output
     b = tiny.processor.batch(obs(1), ["square"])
     visual = tiny.model.model.visual
@@ -112,13 +114,15 @@ def test_tiny_preset_uses_the_table_and_the_preprocessing_and_the_paper_recipe_d
 def test_table_and_preprocessing_round_trip_through_save_and_load(tmp_path):
     from transformers import AutoModelForImageTextToText
 
-    p = TLAPolicy.build("tiny", ["composite_size=112", "generate.max_new_tokens=6", "preprocess.contrast_gain=2.5"])
+    p = TLAPolicy.build("tiny", ["composite_size=112", "generate.max_new_tokens=6", "preprocess.contrast=true",
+                                 "preprocess.contrast_gain=2.5", "modality=depth"])
     with torch.no_grad():
         p.position_table.weight.normal_(0, 1.0)  # as if trained: far from the init
     p.save(tmp_path)
     q = TLAPolicy.load(tmp_path)
     assert torch.equal(p.position_table.weight, q.position_table.weight)
     assert q.cfg.preprocess == p.cfg.preprocess and q.cfg.preprocess.contrast_gain == 2.5
+    assert q.modality == "depth"
     x = obs(3)
     assert p.predict(x, ["square"] * 3).texts == q.predict(x, ["square"] * 3).texts
     # the model folder stays a stock Qwen2-VL checkpoint; the table lives beside it

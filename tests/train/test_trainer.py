@@ -46,7 +46,8 @@ def test_tiny_overfits_32_samples_then_reloads_identically(tmp_path):
         assert a.texts == b.texts and np.array_equal(a.actions, b.actions)
     sa, sb = policy.model.state_dict(), loaded.model.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
-    assert np.array_equal(load_policy(run / "checkpoints" / "last").predict(obs, shapes).actions, a.actions)
+    greedy = policy.predict(obs, shapes).actions  # the config's num_beams=1
+    assert np.array_equal(load_policy(run / "checkpoints" / "last").predict(obs, shapes).actions, greedy)
 
 
 @pytest.mark.parametrize("mode", ["full", "lora"])  # lora: dropout draws test the RNG restore too
@@ -100,7 +101,7 @@ def test_cli_train_and_predict(tmp_path, monkeypatch):
 
     from tla.train import cli
 
-    monkeypatch.setattr(cli, "_dataset", lambda data, split: SyntheticTactile(16, size=(24, 32)))
+    monkeypatch.setattr(cli, "_dataset", lambda data, split, policy: SyntheticTactile(16, size=(24, 32)))
     runner = CliRunner()
     out = tmp_path / "run"
     r = runner.invoke(

@@ -33,6 +33,8 @@ from tla.data.config import SPLIT_CODES, DataConfig
 from tla.data.store import DatasetError
 from tla.data.text import encode_action, instruction
 from tla.progress import progress_bar
+from tla.sim import modality
+from tla.sim.modality import FIELD_SHAPES
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,9 @@ def run_episode(cfg: DataConfig, sim_cfg, split: str, shape: str, episode: int) 
         if res.inserted:
             break
         samples.append({
-            "frames": res.frames, "error": np.asarray(error, np.float64), "action": np.asarray(res.label, np.float64),
+            "frames": res.frames,
+            "fields": {k: modality.field(res, sim_cfg.render, k) for k in cfg.fields},
+            "error": np.asarray(error, np.float64), "action": np.asarray(res.label, np.float64),
             "episode_index": episode, "attempt_index": attempt, "sample_seed": seed,
         })
         error = _reflect(error + rng.uniform(-step, step), box)
@@ -113,13 +117,15 @@ def run_episode(cfg: DataConfig, sim_cfg, split: str, shape: str, episode: int) 
 
 def make_shard(cfg: DataConfig, sim_cfg, task: ShardTask) -> dict[str, list]:
     """The rows of one shard (column -> list), ready for store.write_shard."""
-    rows: dict[str, list] = {k: [] for k in store.FEATURES}
+    rows: dict[str, list] = {k: [] for k in store.features(cfg.fields)}
     first, n = task.shard_no * cfg.shard_size, 0
     for j in range(task.samples):  # each episode gives >= 1 sample, so `samples` episodes always suffice
         for s in run_episode(cfg, sim_cfg, task.split, task.shape, first + j)[: task.samples - n]:
             for col, frame in zip(store.FRAME_COLUMNS, s["frames"]):
                 img = store.encode_image(frame, cfg.image_format, cfg.jpeg_quality, cfg.png_compression)
                 rows[col].append({"bytes": img, "path": None})
+            for name, value in s["fields"].items():
+                rows[name].append(value.astype(modality.STORAGE_DTYPE).ravel())
             rows["shape"].append(task.shape)
             rows["clearance"].append(float(cfg.clearance))
             rows["error"].append(s["error"].tolist())
@@ -200,6 +206,7 @@ def build(
     `merge`). `max_shards` stops after that many new shards (time-boxed jobs; rerun to continue).
     """
     root = Path(root)
+    store.features(cfg.fields)  # an unknown field name fails here, before anything is written
     record = _build_record(cfg)
     build_json = root / "meta" / "build.json"
     if build_json.exists():
@@ -303,7 +310,8 @@ def finalize(root: str | Path) -> dict:
         "total_samples": int(sum(s["samples"] for s in splits.values())),
         "splits": splits,
         "data_path": store.DATA_PATH,
-        "features": store.FEATURES.to_dict(),
+        "features": store.features(cfg.fields).to_dict(),
+        "fields": {f: list(FIELD_SHAPES[f]) for f in cfg.fields},
         "files": files,
         "content_hash": store.content_hash(files),
         "finalize_seconds": round(time.perf_counter() - t0, 3),

@@ -50,6 +50,9 @@ class DataConfig:
     action_scale: tuple[float, float, float] = (100.0, 100.0, 100.0)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     sim_overrides: tuple[str, ...] = ()  # dotted overrides applied to tla.sim.SimConfig()
+    # dense sensor fields stored beside the images (tla.sim.modality): the `marker_flow` and `depth`
+    # modalities read them; ~9 KB per sample before compression; () stores images only
+    fields: tuple[str, ...] = ("marker_flow", "depth")
 
     def split(self, name: str) -> SplitSpec:
         for s in self.splits:

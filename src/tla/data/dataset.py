@@ -13,12 +13,15 @@ import torch.utils.data
 
 from tla.data import store
 from tla.sim.compose import make_composite
+from tla.sim.modality import check_modality, render_field
 
 
 class TactileDataset(torch.utils.data.Dataset):
     """Samples of one split of a dataset built by `tla data build`.
 
-    Item: frames uint8 (8, H, W, 3) (left t0..t3, right t0..t3), shape str, clearance float,
+    Item: frames uint8 (8, H, W, 3) (left t0..t3, right t0..t3) in the requested `modality` (`rgb`: the
+    camera images; `marker_flow` / `depth`: the stored field rendered at the camera's H x W, see
+    `tla.sim.modality`; only that modality's column is read), shape str, clearance float,
     error float32 (3,), action float32 (3,), instruction str, answer str, episode_index int,
     attempt_index int, sample_seed int, and composite uint8 (S, S, 3) when composite_size=S is given.
 
@@ -26,10 +29,20 @@ class TactileDataset(torch.utils.data.Dataset):
     cache, so shuffled access stays cheap and sequential access reads each row group once.
     """
 
-    def __init__(self, root: str | Path, split: str, composite_size: int | None = None, cache_groups: int = 8):
+    def __init__(self, root: str | Path, split: str, composite_size: int | None = None, cache_groups: int = 8,
+                 modality: str = "rgb"):
         self.root = Path(root)
         self.info = store.load_info(self.root)
         self.split = split
+        self.modality = check_modality(modality)
+        stored = self.info.get("fields", {})
+        if modality != "rgb" and modality not in stored:
+            raise store.DatasetError(
+                f"{self.root} stores no {modality!r} field (it has: {sorted(stored) or 'images only'}); rebuild "
+                f"it with this version of `tla data build` (fields are stored by default), or train on modality rgb"
+            )
+        self._field_shape = tuple(stored.get(modality, ()))
+        self.frame_size = (self.info["image"]["height"], self.info["image"]["width"])
         self.composite_size = composite_size
         self.files = store.split_files(self.info, split)
         self.scale = tuple(self.info["action_scale"])
@@ -63,8 +76,12 @@ class TactileDataset(torch.utils.data.Dataset):
         key = (os.getpid(), fi)  # parquet handles are not shared across DataLoader worker processes
         if key not in self._handles:
             self._handles[key] = pq.ParquetFile(self.root / self.files[fi])
-        table = self._handles[key].read_row_group(g, columns=list(store.FRAME_COLUMNS))
-        cols = [table.column(c).combine_chunks().field("bytes").to_pylist() for c in store.FRAME_COLUMNS]
+        if self.modality == "rgb":
+            table = self._handles[key].read_row_group(g, columns=list(store.FRAME_COLUMNS))
+            cols = [table.column(c).combine_chunks().field("bytes").to_pylist() for c in store.FRAME_COLUMNS]
+        else:  # one column of flat float16 lists -> (rows, *field shape)
+            col = self._handles[key].read_row_group(g, columns=[self.modality]).column(0).combine_chunks()
+            cols = col.values.to_numpy(zero_copy_only=False).reshape(len(col), *self._field_shape)
         self._cache[k] = cols
         if len(self._cache) > self._cache_groups:
             self._cache.popitem(last=False)
@@ -74,6 +91,8 @@ class TactileDataset(torch.utils.data.Dataset):
         k = bisect_right(self._starts, i) - 1
         cols = self._group(k)
         r = i - self._starts[k]
+        if self.modality != "rgb":
+            return render_field(self.modality, cols[r], self.frame_size)
         return np.stack([store.decode_image(c[r]) for c in cols])
 
     def __getitem__(self, i: int) -> dict:

@@ -29,21 +29,34 @@ FRAME_COLUMNS = tuple(f"{pad}_t{t}" for pad in ("left", "right") for t in range(
 DATA_PATH = "data/{split}/chunk-{chunk:03d}/file-{file:03d}.parquet"
 FILES_PER_CHUNK = 1000
 
-FEATURES = datasets.Features(
-    {
-        **{c: datasets.Image() for c in FRAME_COLUMNS},
-        "shape": datasets.Value("string"),
-        "clearance": datasets.Value("float64"),
-        "error": datasets.List(datasets.Value("float64"), length=3),
-        "action": datasets.List(datasets.Value("float64"), length=3),
-        "instruction": datasets.Value("string"),
-        "answer": datasets.Value("string"),
-        "episode_index": datasets.Value("int64"),
-        "attempt_index": datasets.Value("int64"),
-        "sample_seed": datasets.Value("int64"),
-    }
-)
-SCALAR_COLUMNS = tuple(k for k in FEATURES if k not in FRAME_COLUMNS)
+FIELD_COLUMNS = ("marker_flow", "depth")  # optional: dense sensor fields (tla.sim.modality), float16, flat
+
+
+def features(fields: tuple[str, ...] = ()) -> datasets.Features:
+    """The shard schema: 8 image columns, the scalar columns, and the stored field columns (row-major
+    float16 values of the (8, gh, gw[, 2]) grid whose shape meta/info.json records under `fields`)."""
+    unknown = set(fields) - set(FIELD_COLUMNS)
+    if unknown:
+        raise DatasetError(f"unknown field column(s) {sorted(unknown)}; stored fields can be {FIELD_COLUMNS}")
+    return datasets.Features(
+        {
+            **{c: datasets.Image() for c in FRAME_COLUMNS},
+            "shape": datasets.Value("string"),
+            "clearance": datasets.Value("float64"),
+            "error": datasets.List(datasets.Value("float64"), length=3),
+            "action": datasets.List(datasets.Value("float64"), length=3),
+            "instruction": datasets.Value("string"),
+            "answer": datasets.Value("string"),
+            "episode_index": datasets.Value("int64"),
+            "attempt_index": datasets.Value("int64"),
+            "sample_seed": datasets.Value("int64"),
+            **{f: datasets.List(datasets.Value("float16")) for f in FIELD_COLUMNS if f in fields},
+        }
+    )
+
+
+FEATURES = features()
+SCALAR_COLUMNS = tuple(k for k in FEATURES if k not in FRAME_COLUMNS)  # no field columns either
 
 
 class DatasetError(RuntimeError):
@@ -81,7 +94,8 @@ def write_shard(rows: dict[str, list], path: Path, row_group_size: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     # Same bytes as Dataset.from_dict(rows, features=FEATURES), without hashing the images for a fingerprint
-    ds = datasets.Dataset(pa.Table.from_pydict(rows, schema=FEATURES.arrow_schema), fingerprint="tla-shard")
+    schema = features(tuple(f for f in FIELD_COLUMNS if f in rows)).arrow_schema
+    ds = datasets.Dataset(pa.Table.from_pydict(rows, schema=schema), fingerprint="tla-shard")
     ds.to_parquet(str(tmp), batch_size=row_group_size)
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())

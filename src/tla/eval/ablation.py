@@ -1,8 +1,9 @@
 """`tla ablate`: what each departure from the paper's TLA input does, across seeds, beside BC.
 
-SP-TLA is trained on the single-peg split with the paper-faithful input (raw frames in the 3x3 composite,
-no position table), then with each departure the tiny preset keeps added one at a time, each for several
-seeds (model initialisation and data order). BC trains on the same data with the same seeds. Every run is
+SP-TLA is trained on the single-peg split with the paper-faithful input (raw camera frames in the 3x3
+composite, no position table), then with each departure the tiny preset keeps (the marker-flow modality,
+the position table), alone and together, each for several seeds (model initialisation and data order).
+BC trains on the same data with the same seeds, on both inputs. Every run is
 scored offline on sp_test (direction accuracy, GCR, L1) and in one closed-loop condition; the report gives
 the mean and the spread (sample standard deviation, min-max) over seeds, and flags collapsed runs.
 
@@ -28,14 +29,30 @@ from tla.runinfo import describe_hardware, hardware, run_metadata
 
 console = Console()
 
-# variant -> TLA overrides, from the paper's input to the tiny preset's (each row adds one departure)
-PAPER_INPUT = ("preprocess.demarker=false", "preprocess.contrast=false", "model.position_table=false")
-VARIANTS: dict[str, tuple[str, ...]] = {
-    "paper input": PAPER_INPUT,
-    "+ demarker + contrast": ("model.position_table=false",),
-    "+ position table": ("preprocess.demarker=false", "preprocess.contrast=false"),
-    "+ both (tiny preset)": (),
+# row name -> (policy, run key stem, overrides). Overrides are absolute (every input setting is named), so a
+# row means the same whatever the presets say; the stems of the first rows are those of earlier versions of
+# this table, so their finished runs stay valid (their inputs have not changed).
+RGB_PAPER = ("modality=rgb", "preprocess.demarker=false", "preprocess.contrast=false", "model.position_table=false")
+FLOW = ("modality=marker_flow", "preprocess.demarker=false", "preprocess.contrast=false")
+VARIANTS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "SP-TLA paper input (rgb)": ("tla", "tla_paper_input", RGB_PAPER),
+    "SP-TLA rgb + demarker + contrast": ("tla", "tla_demarker_contrast", (
+        "modality=rgb", "preprocess.demarker=true", "preprocess.contrast=true", "model.position_table=false")),
+    "SP-TLA rgb + position table": ("tla", "tla_position_table", (
+        "modality=rgb", "preprocess.demarker=false", "preprocess.contrast=false", "model.position_table=true")),
+    "SP-TLA rgb + both": ("tla", "tla_both_tiny_preset", (
+        "modality=rgb", "preprocess.demarker=true", "preprocess.contrast=true", "model.position_table=true")),
+    "SP-TLA marker flow": ("tla", "tla_marker_flow", (*FLOW, "model.position_table=false")),
+    "SP-TLA marker flow + position table (tiny preset)": ("tla", "tla_flow_table", (*FLOW, "model.position_table=true")),
+    "BC rgb": ("bc", "bc", ("modality=rgb",)),
+    "BC marker flow (tiny preset)": ("bc", "bc_flow", ("modality=marker_flow",)),
 }
+PAPER_INPUT = VARIANTS["SP-TLA paper input (rgb)"][2]
+TINY_PRESET = {"tla": "SP-TLA marker flow + position table (tiny preset)", "bc": "BC marker flow (tiny preset)"}
+# The default selection: the paper's input, each departure the tiny preset keeps, alone and together, and BC
+# on both inputs. The rgb preprocessing rows (the previous tiny preset) are selectable.
+DEFAULT_VARIANTS = ("SP-TLA paper input (rgb)", "SP-TLA rgb + position table", "SP-TLA marker flow",
+                    "SP-TLA marker flow + position table (tiny preset)", "BC rgb", "BC marker flow (tiny preset)")
 METRICS = ("direction_x", "direction_y", "direction_rz", "gcr", "l1_x_all", "l1_y_all", "l1_rz_all")
 
 
@@ -43,7 +60,7 @@ METRICS = ("direction_x", "direction_y", "direction_rz", "gcr", "l1_x_all", "l1_
 class AblationConfig:
     data_preset: str = "tiny"
     seeds: tuple[int, ...] = (0, 1, 2)
-    variants: tuple[str, ...] = tuple(VARIANTS)
+    variants: tuple[str, ...] = DEFAULT_VARIANTS
     # the same budgets as `tla reproduce --preset tiny`, so the ablation measures what make demo trains
     tla_steps: int = field(default_factory=lambda: PRESETS["tiny"].steps_for("tla"))
     bc_steps: int = field(default_factory=lambda: PRESETS["tiny"].steps_for("bc"))
@@ -58,14 +75,14 @@ def _key(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name).strip("_").replace("__", "_")
 
 
-def runs(cfg: AblationConfig) -> list[tuple[str, str, int, list[str]]]:
-    """(run key, row name, seed, policy overrides) of every training run; BC rows use policy `bc`."""
+def runs(cfg: AblationConfig) -> list[tuple[str, str, str, int, list[str]]]:
+    """(run key, row name, policy, seed, overrides) of every training run, seed-major."""
     out = []
     for seed in cfg.seeds:
         for v in cfg.variants:
-            ov = [*VARIANTS[v], f"model.seed={seed}", f"train.seed={seed}"]
-            out.append((f"tla_{_key(v)}_s{seed}", f"SP-TLA {v}", seed, ov))
-        out.append((f"bc_s{seed}", "BC", seed, [f"seed={seed}", f"train.seed={seed}"]))
+            policy, stem, ov = VARIANTS[v]
+            seeds = [f"model.seed={seed}"] if policy == "tla" else [f"seed={seed}"]
+            out.append((f"{stem}_s{seed}", v, policy, seed, [*ov, *seeds, f"train.seed={seed}"]))
     return out
 
 
@@ -133,12 +150,11 @@ def ablate(cfg: AblationConfig, out: Path, data: Path | None = None, reuse: Path
         return _finish(out, cfg, partial_ok=True)
     if not (data / "meta" / "info.json").exists():
         stages.run("data", lambda: build(with_seed(data_preset(cfg.data_preset), 0), data, workers=cfg.workers))
-    for key, name, seed, ov in runs(cfg):
-        policy = "bc" if name == "BC" else "tla"
+    for key, name, policy, seed, ov in runs(cfg):
         run_dir = out / "runs" / key
         steps = cfg.bc_steps if policy == "bc" else cfg.tla_steps
         overrides = [*cfg.train_overrides, *ov]
-        source = reuse / "runs" / ("bc_sp" if policy == "bc" else "sp_tla") if reuse else None
+        source = reuse / "runs" / ("bc_sp" if policy == "bc" else "sp_tla") if reuse and name == TINY_PRESET[policy] else None
         if (source is not None and not (stages.dir / f"train_{key}.json").exists()
                 and reusable_run(source, data, policy, steps, overrides)):
             shutil.copytree(source, run_dir, dirs_exist_ok=True)
@@ -169,7 +185,7 @@ def _clean(v):
 
 def collect(out: Path, cfg: AblationConfig, partial_ok: bool = False) -> dict:
     rows: dict[str, dict] = {}
-    for key, name, seed, _ in runs(cfg):
+    for key, name, _, seed, _ in runs(cfg):
         finished = (out / "stages" / f"closed_loop_{key}.json").exists()
         if partial_ok and not finished:
             continue
@@ -216,10 +232,12 @@ def write_report(out: Path, res: dict) -> Path:
         "for every run). Cells: mean ± sample std over seeds [min-max].",
         f"Hardware: {describe_hardware(res['hardware'])}. Code commit: {meta.get('git_commit')}.",
         "",
-        "Rows: `paper input` is the paper's recipe (raw frames tiled 3x3, no position table); each further row "
-        "adds the tiny preset's departures: `demarker + contrast` (frames area-downsampled 4x and back, which "
-        "erases the markers; the sample's mean brightness removed and the rest stretched 3x) and `position "
-        "table` (a learned absolute 2D position per vision patch). Nothing was tuned on sp_test.",
+        "Rows: `paper input (rgb)` is the paper's recipe (raw camera frames tiled 3x3, no position table). "
+        "The departures: `marker flow` (the `marker_flow` modality: the tracked marker displacement on a 12 x 16 "
+        "grid per frame, rendered as images, instead of the camera frames), `position table` (a learned "
+        "absolute 2D position per vision patch), and for rgb `demarker + contrast` (frames area-downsampled 4x "
+        "and back, which erases the markers; the sample's mean brightness removed and the rest stretched 3x). "
+        "`(tiny preset)` marks what `make demo` trains. Nothing was tuned on sp_test.",
         "",
         "| model | seeds | direction x % | direction y % | direction rz % | GCR % | L1 x / y / rz (all) | "
         f"closed loop {cfg['clearance']} mm success % | mean steps | collapsed runs |",

@@ -55,10 +55,11 @@ def offline(
     from tla.data.dataset import TactileDataset
     from tla.eval.figures import arrow_plot
     from tla.eval.offline import GoalTolerance, offline_metrics
+    from tla.policies.base import policy_modality
     from tla.policies.registry import load_policy
 
     policy = load_policy(run)
-    ds = TactileDataset(data, split)
+    ds = TactileDataset(data, split, modality=policy_modality(policy))
     n = min(limit, len(ds)) if limit else len(ds)
     actions, texts, ok, labels, errors, clearances, shapes = [], [], [], [], [], [], []
     for start in track(range(0, n, batch_size), description=f"predict {split}", console=console, disable=json_out):

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
 from tla.eval.metrics import wilson_interval
+from tla.policies.base import policy_modality
 from tla.progress import progress_bar
 from tla.sim.config import SimConfig
 from tla.sim.env import PegInHoleEnv
@@ -59,7 +61,7 @@ def run_episode(env: PegInHoleEnv, policy, seed: int, shape: str, clearance: flo
 def _worker(args) -> list[dict]:
     policy_factory, sim_cfg, observe, jobs = args
     policy = policy_factory()
-    env = PegInHoleEnv(sim_cfg, observe=observe)
+    env = PegInHoleEnv(sim_cfg, observe=observe, modality=policy_modality(policy))
     return [asdict(run_episode(env, policy, seed, shape, c)) for shape, c, seed in jobs]
 
 

@@ -56,6 +56,12 @@ class TrainablePolicy:
 
     name: str = "policy"
 
+    @property
+    def modality(self) -> str:
+        """The tactile modality the policy reads (`tla.sim.modality`): its config's `modality`, else rgb."""
+        cfg = getattr(self, "config", None) or getattr(self, "cfg", None)
+        return getattr(cfg, "modality", "rgb")
+
     def collate(self, items: list[dict]) -> dict:
         raise NotImplementedError
 
@@ -83,3 +89,8 @@ class TrainablePolicy:
     @classmethod
     def load(cls, directory: str | Path) -> "TrainablePolicy":
         raise NotImplementedError
+
+
+def policy_modality(policy) -> str:
+    """The modality whose observations `policy.predict` expects (rgb for policies that do not say)."""
+    return getattr(policy, "modality", "rgb")

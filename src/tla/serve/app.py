@@ -196,7 +196,7 @@ def _policy_info(policy) -> tuple[dict | None, list[float] | None, dict | None]:
 
     cfg = policy_config(policy)
     scale = (cfg or {}).get("scale")
-    keys = ("image_size", "input_format", "composite_size")
+    keys = ("modality", "image_size", "input_format", "composite_size")
     model_input = {k: cfg[k] for k in keys if cfg and k in cfg} or None
     return cfg, list(scale) if scale is not None else None, model_input
 

@@ -97,7 +97,9 @@ class Info(BaseModel):
     action_units: list[str] = ["mm", "mm", "deg"]
     action_scale: list[float] | None = Field(None, description="action-text scale (TLA)")
     frame_size: list[int] | None = Field(None, description="[H, W] of the run's training frames (null: unknown)")
-    model_input: dict | None = Field(None, description="what the policy resizes its input to")
+    model_input: dict | None = Field(
+        None, description="what the policy reads: its modality (rgb = camera frames; marker_flow / depth = the "
+                          "fields rendered as images by tla.sim.modality.render_field) and the size it resizes to")
     frame_order: str = "left t0..t3, right t0..t3; composite rows L0 L1 L2 / L3 R0 R1 / R2 R3 white"
     shapes: list[str] = list(SHAPES)
     limits: dict

@@ -1,7 +1,8 @@
 """Gymnasium environment: closed-loop peg insertion by touch (id `TLA/PegInHole-v0`).
 
 reset() draws a misalignment whose first attempt collides and returns that attempt's tactile
-observation (8 frames, left t0..t3 then right t0..t3). step((dx, dy, drz)) moves the peg by the action
+observation (8 frames, left t0..t3 then right t0..t3, in the env's `modality`: camera `rgb` by default,
+or `marker_flow` / `depth` rendered as images, see `tla.sim.modality`). step((dx, dy, drz)) moves the peg by the action
 (mm, mm, deg) and makes the next attempt: terminated on insertion (reward 1), truncated after
 `max_attempts` attempts in all. `info` carries the true pose error, the label and the attempt count.
 Every attempt draws its randomness from a Generator seeded by (episode seed, attempt index), so an
@@ -20,6 +21,8 @@ from tla.sim import geometry as geo
 from tla.sim.compose import NUM_FRAMES, make_composite
 from tla.sim.config import SimConfig
 from tla.sim.labels import action_label, sample_initial_error
+from tla.sim.modality import check_modality
+from tla.sim.modality import observe as observe_modality
 from tla.sim.simulator import simulate_attempt
 
 ACTION_LIMIT = np.array([3.0, 3.0, 6.0], dtype=np.float32)  # mm, mm, deg: well beyond any label
@@ -35,12 +38,14 @@ class PegInHoleEnv(gym.Env):
         clearance: float = 2.0,
         observe: bool = True,
         render_mode: str | None = None,
+        modality: str = "rgb",
     ):
         self.cfg = sim_config or SimConfig()
         self.shape = geo.check_shape(shape)
         self.clearance = float(clearance)
         self.observe = observe  # False: skip rendering (zeros), for state-based policies and fast tests
         self.render_mode = render_mode
+        self.modality = check_modality(modality)  # what the observation shows (tla.sim.modality)
         h, w = self.cfg.render.height, self.cfg.render.width
         self.observation_space = spaces.Box(0, 255, (NUM_FRAMES, h, w, 3), np.uint8)
         self.action_space = spaces.Box(-ACTION_LIMIT, ACTION_LIMIT, dtype=np.float32)
@@ -62,7 +67,10 @@ class PegInHoleEnv(gym.Env):
             self._obs = np.zeros(self.observation_space.shape, np.uint8)
             return not self._collides(self._error)
         res = simulate_attempt(self.cfg, self.shape, self.clearance, self._error, rng)
-        self._obs = np.zeros(self.observation_space.shape, np.uint8) if res.inserted else res.frames
+        if res.inserted:
+            self._obs = np.zeros(self.observation_space.shape, np.uint8)
+        else:
+            self._obs = observe_modality(res, self.cfg.render, self.modality)
         return res.inserted
 
     def _info(self, inserted: bool) -> dict:

@@ -11,10 +11,12 @@ import typer
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Train and query policies.")
 
 
-def _dataset(data: Path, split: str):
+def _dataset(data: Path, split: str, policy):
+    """The split, read in the modality the policy consumes."""
     from tla.data.dataset import TactileDataset  # lazy: the dataset module is heavy and optional here
+    from tla.policies.base import policy_modality
 
-    return TactileDataset(data, split)
+    return TactileDataset(data, split, modality=policy_modality(policy))
 
 
 def _split_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
@@ -54,7 +56,7 @@ def train_cmd(
         "policy_config": policy_config(pol),
         "model": pol.describe() if hasattr(pol, "describe") else None,
     }
-    summary = train(pol, _dataset(data, split), cfg, out, run_config, resume=resume)
+    summary = train(pol, _dataset(data, split, pol), cfg, out, run_config, resume=resume)
     typer.echo(json.dumps(summary, indent=2))
 
 
@@ -101,7 +103,7 @@ def predict_cmd(
 
     hf_logging.disable_progress_bar()  # keep stdout clean: one line per sample
     pol = load_policy(run)
-    ds = _dataset(data, split)
+    ds = _dataset(data, split, pol)
     n = min(limit, len(ds))
     for s in range(0, n, batch_size):
         items = [ds[i] for i in range(s, min(n, s + batch_size))]

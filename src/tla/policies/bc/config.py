@@ -10,6 +10,7 @@ from dataclasses import dataclass
 class BCConfig:
     preset: str = "tiny"
     # input: 8 frames stacked as 24 channels ("stack") or the 3x3 composite ("composite"), resized to (h, w)
+    modality: str = "rgb"  # rgb (camera frames), marker_flow or depth: tla.sim.modality
     input_format: str = "stack"
     image_size: tuple[int, int] = (96, 128)
     # ResNet trunk (transformers.ResNetConfig); defaults = tiny
@@ -26,8 +27,8 @@ class BCConfig:
 
     @classmethod
     def preset_config(cls, name: str = "tiny") -> BCConfig:
-        if name == "tiny":
-            return cls()
+        if name == "tiny":  # marker flow (see tla.sim.modality): its 12 x 16 field loses nothing at 48 x 64
+            return cls(modality="marker_flow", image_size=(48, 64))
         if name == "paper":  # ResNet-50 on the native 240 x 320 frames
             return cls(
                 preset="paper",

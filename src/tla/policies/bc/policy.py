@@ -27,6 +27,7 @@ from tla.policies.common import (
     save_checkpoint,
     tiny_train_overrides,
 )
+from tla.sim.modality import check_modality
 
 AXES = ("dx", "dy", "drz")
 
@@ -36,6 +37,7 @@ class BCPolicy(ImagePolicy, TrainablePolicy):
 
     def __init__(self, config: BCConfig | None = None):
         self.config = config or BCConfig()
+        check_modality(self.config.modality)
         with torch.random.fork_rng():
             torch.manual_seed(self.config.seed)
             self.model = BCNet(self.config)

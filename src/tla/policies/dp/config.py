@@ -16,6 +16,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class DPConfig:
     preset: str = "tiny"
+    modality: str = "rgb"  # rgb (camera frames), marker_flow or depth: tla.sim.modality
     input_format: str = "stack"  # see tla.policies.common
     image_size: tuple[int, int] = (96, 128)
     # tactile encoder: transformers ResNet with every BatchNorm replaced by GroupNorm (16 channels/group)
@@ -45,8 +46,8 @@ class DPConfig:
 
     @classmethod
     def preset_config(cls, name: str = "tiny") -> DPConfig:
-        if name == "tiny":
-            return cls()
+        if name == "tiny":  # marker flow, as BC and TLA on this preset; 48 x 64 holds its 12 x 16 field
+            return cls(modality="marker_flow", image_size=(48, 64))
         if name == "paper":  # Chi et al.'s image setting: ResNet-18 (GroupNorm) encoder, U-Net 512/1024/2048
             return cls(
                 preset="paper",

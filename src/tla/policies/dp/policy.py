@@ -27,6 +27,7 @@ from tla.policies.common import (
 )
 from tla.policies.dp.config import DPConfig
 from tla.policies.dp.model import DiffusionNet
+from tla.sim.modality import check_modality
 
 
 class DPPolicy(ImagePolicy, TrainablePolicy):
@@ -34,6 +35,7 @@ class DPPolicy(ImagePolicy, TrainablePolicy):
 
     def __init__(self, config: DPConfig | None = None):
         self.config = cfg = config or DPConfig()
+        check_modality(cfg.modality)
         if cfg.horizon % 2 ** (len(cfg.down_dims) - 1):
             raise ValueError(f"horizon {cfg.horizon} must be divisible by 2**(len(down_dims)-1)")
         with torch.random.fork_rng():

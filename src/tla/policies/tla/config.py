@@ -8,6 +8,7 @@ from typing import Literal
 from tla.config import apply_overrides
 from tla.data.text import DEFAULT_SCALE
 from tla.policies.preprocess import FramePreprocess
+from tla.sim.modality import check_modality
 
 
 @dataclass
@@ -65,6 +66,7 @@ class GenerateConfig:
 class TLAConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
+    modality: str = "rgb"  # rgb (the paper's camera frames), marker_flow or depth: tla.sim.modality
     composite_size: int = 224  # 3x3 composite side in px; must be a multiple of 28 (patch 14 x merge 2)
     # frame preprocessing before the composite; the paper feeds raw frames (all off), the tiny preset
     # removes the markers and the mean brightness (see tla.policies.preprocess)
@@ -75,21 +77,21 @@ class TLAConfig:
 
 def tla_preset(preset: str = "tiny", overrides: list[str] | None = None) -> TLAConfig:
     """`tiny`: random-init small backbone, full training, 224 px composite (CPU), with two departures from
-    the paper that make it learn at this scale (measured by `tla ablate`): markers and mean brightness
-    removed from the frames, and a learned position table in the vision tower.
+    the paper that make it learn at this scale (measured by `tla ablate`): it reads the `marker_flow`
+    modality (the tracked marker displacement rendered as images; on raw camera frames the small model
+    gives one constant answer, and x is only readable in the marker motion), and a learned position table
+    in the vision tower. The frame preprocessing (`preprocess.*`, for rgb) stays off.
     `paper`: pretrained Qwen2-VL-7B from `model.path`, LoRA, 616 px composite (1936 patches, 484 tokens),
-    raw frames, no position table: the paper's recipe."""
+    raw rgb frames, no position table: the paper's recipe."""
     if preset == "tiny":
-        cfg = TLAConfig(
-            model=ModelConfig(position_table=True),
-            preprocess=FramePreprocess(demarker=True, contrast=True),
-        )
+        cfg = TLAConfig(modality="marker_flow", model=ModelConfig(position_table=True))
     elif preset == "paper":
         cfg = TLAConfig(model=ModelConfig(preset="pretrained", train_mode="lora"), composite_size=616)
     else:
         raise ValueError(f"unknown TLA preset {preset!r}; choose tiny or paper")
     cfg = apply_overrides(cfg, overrides or [])
     cfg.preprocess.validate()
+    check_modality(cfg.modality)
     if cfg.composite_size % 28:
         raise ValueError(
             f"composite_size must be a multiple of 28 (patch 14 x merge 2), got {cfg.composite_size}"

@@ -78,6 +78,7 @@ class TLAPolicy(TrainablePolicy):
             "trainable_params": trainable,
             "total_params": total,
             "composite_size": self.cfg.composite_size,
+            "modality": self.cfg.modality,
             "preprocess": to_dict(self.cfg.preprocess),
             "position_table": self.cfg.model.position_table,
         }
