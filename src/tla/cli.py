@@ -99,8 +99,11 @@ def ablate(
     out: Path = typer.Option(Path("outputs/ablation-tiny"), help="output folder (rerun to resume)"),
     data: Path = typer.Option(None, help="reuse an existing tiny dataset (e.g. make demo's) instead of building one"),
     seeds: str = typer.Option("0,1,2", help="comma-separated seeds (model initialisation and data order)"),
-    variants: str = typer.Option("", help="comma-separated subset of the variants (default: all)"),
+    variants: str = typer.Option("", help="comma-separated row names of tla.eval.ablation.VARIANTS (default: "
+                                 "the paper input, each tiny-preset departure alone and together, BC on both inputs)"),
     episodes: int = typer.Option(50, help="closed-loop episodes per run"),
+    tla_steps: int = typer.Option(None, help="SP-TLA optimizer steps (default: tla reproduce tiny's)"),
+    bc_steps: int = typer.Option(None, help="BC optimizer steps (default: tla reproduce tiny's)"),
     workers: int = typer.Option(2),
     reuse: Path = typer.Option(None, help="a `tla reproduce --preset tiny` output on the same --data: its "
                                "seed-0 BC and SP-TLA runs are reused where their configs are identical"),
@@ -108,18 +111,42 @@ def ablate(
 ):
     """SP-TLA input ablation (paper input vs each departure of the tiny preset) over seeds, BC beside it:
     offline metrics on sp_test and one closed-loop condition, with the spread over seeds."""
-    from tla.eval.ablation import VARIANTS, AblationConfig
+    from tla.eval.ablation import DEFAULT_VARIANTS, AblationConfig
     from tla.eval.ablation import ablate as run
 
-    chosen = tuple(v.strip() for v in variants.split(",") if v.strip()) or tuple(VARIANTS)
+    chosen = tuple(v.strip() for v in variants.split(",") if v.strip()) or DEFAULT_VARIANTS
+    steps = {k: v for k, v in (("tla_steps", tla_steps), ("bc_steps", bc_steps)) if v is not None}
     cfg = AblationConfig(seeds=tuple(int(s) for s in seeds.split(",") if s.strip()), variants=chosen,
-                         episodes=episodes, workers=workers)
+                         episodes=episodes, workers=workers, **steps)
     run(cfg, out, data, reuse, report_only)
     print(f"report: {out / 'report.md'}")
 
 
+def user_error(exc: BaseException) -> str | None:
+    """The one-line message of an error the user can fix (bad value, missing or corrupt file, wrong
+    spec), or None for a bug (which keeps its traceback)."""
+    from tla.data.store import DatasetError
+
+    if isinstance(exc, (ValueError, DatasetError, FileNotFoundError, NotADirectoryError, PermissionError)):
+        return str(exc) or type(exc).__name__
+    if isinstance(exc, KeyError) and exc.args and isinstance(exc.args[0], str):
+        return exc.args[0]  # e.g. an unknown policy name, with the registered ones
+    return None
+
+
 def main() -> None:
-    app()
+    """`tla`: user errors end in one `error:` line (exit 2); TLA_DEBUG=1 shows the traceback."""
+    import os
+    import sys
+
+    try:
+        app(standalone_mode=True)
+    except Exception as exc:  # typer re-raises what the command raised
+        message = user_error(exc)
+        if message is None or os.environ.get("TLA_DEBUG"):
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

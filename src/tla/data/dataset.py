@@ -14,6 +14,7 @@ import torch.utils.data
 from tla.data import store
 from tla.sim.compose import make_composite
 from tla.sim.modality import check_modality, render_field
+from tla.sim.observation import ObservationSpec
 
 
 class TactileDataset(torch.utils.data.Dataset):
@@ -43,6 +44,8 @@ class TactileDataset(torch.utils.data.Dataset):
             )
         self._field_shape = tuple(stored.get(modality, ()))
         self.frame_size = (self.info["image"]["height"], self.info["image"]["width"])
+        self.observation_spec = ObservationSpec(*self.frame_size, modality)
+        self.sim_config = self.info["sim_config"]  # what rendered it; a trained policy records it
         self.composite_size = composite_size
         self.files = store.split_files(self.info, split)
         self.scale = tuple(self.info["action_scale"])

@@ -21,21 +21,32 @@ def _csv(value: str, cast=str) -> list:
     return [cast(v.strip()) for v in value.split(",") if v.strip()]
 
 
-def run_sim_config(run: Path, data: Path | None):
-    """The simulator config the policy was trained on: from the dataset's meta/info.json (explicit --data,
-    else the data path recorded in the run's config.json); the default config when neither is known."""
+def run_sim_config(run: Path, data: Path | None, policy=None):
+    """The simulator config for closed-loop trials of `run`: the explicit --data's (the sensor must match the
+    observation spec the policy was trained on), else the one the run recorded beside its weights
+    (policy/observation.json), else, for runs of older versions, its training dataset's; the default config
+    with a warning when none is known."""
     from tla.config import from_dict
-    from tla.sim.config import SimConfig
-
-    if data is None:
-        cfg_path = run / "config.json"
-        recorded = json.loads(cfg_path.read_text()).get("data") if cfg_path.exists() else None
-        data = Path(recorded) if recorded and Path(recorded).exists() else None
-    if data is None:
-        return SimConfig()
     from tla.data import store
+    from tla.policies.registry import load_policy
+    from tla.sim.config import SimConfig
+    from tla.sim.observation import ObservationSpec, check_same_spec
 
-    return from_dict(SimConfig, store.load_info(data, check_files=False)["sim_config"])
+    policy = policy if policy is not None else load_policy(run)
+    if data is not None:
+        cfg = from_dict(SimConfig, store.load_info(data, check_files=False)["sim_config"])
+        spec = ObservationSpec.of_sim(cfg, policy.observation_spec.modality) if policy.observation_spec else None
+        check_same_spec(policy.observation_spec, spec, f"the simulator of {data}")
+        return cfg
+    if policy.sim_config is not None:
+        return from_dict(SimConfig, policy.sim_config)
+    cfg_path = run / "config.json"
+    recorded = json.loads(cfg_path.read_text()).get("data") if cfg_path.exists() else None
+    if recorded and Path(recorded).exists():
+        return from_dict(SimConfig, store.load_info(Path(recorded), check_files=False)["sim_config"])
+    console.print(f"[yellow]warning:[/yellow] {run} records no simulator config and names no dataset; using "
+                  f"the default sensor ({SimConfig().render.height}x{SimConfig().render.width}); pass --data")
+    return SimConfig()
 
 
 @app.command()
@@ -57,9 +68,11 @@ def offline(
     from tla.eval.offline import GoalTolerance, offline_metrics
     from tla.policies.base import policy_modality
     from tla.policies.registry import load_policy
+    from tla.sim.observation import check_same_spec
 
     policy = load_policy(run)
     ds = TactileDataset(data, split, modality=policy_modality(policy))
+    check_same_spec(policy.observation_spec, ds.observation_spec, f"{data} ({split})")
     n = min(limit, len(ds)) if limit else len(ds)
     actions, texts, ok, labels, errors, clearances, shapes = [], [], [], [], [], [], []
     for start in track(range(0, n, batch_size), description=f"predict {split}", console=console, disable=json_out):

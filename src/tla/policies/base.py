@@ -55,6 +55,10 @@ class TrainablePolicy:
     """
 
     name: str = "policy"
+    # what the policy was trained on, set by the trainer from its dataset and saved beside the weights
+    # (`tla.policies.registry.save_policy`): the observation spec and the simulator config that rendered it
+    observation_spec = None  # tla.sim.observation.ObservationSpec | None
+    sim_config: dict | None = None
 
     @property
     def modality(self) -> str:

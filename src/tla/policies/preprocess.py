@@ -1,7 +1,7 @@
 """Frame preprocessing a policy may apply to its tactile observation before its encoder sees it.
 
-The paper feeds the raw frames. On the CPU preset a small random-init vision tower cannot find the contact
-in them: the marker grid dominates every 14 px patch, and the per-attempt light gain moves the mean
+The paper feeds the raw frames. At CPU scale a small random-init vision tower cannot find the contact
+in them (the tiny preset reads the marker-flow modality instead; these steps make rgb learnable too): the marker grid dominates every 14 px patch, and the per-attempt light gain moves the mean
 brightness more than the contact shading does. Two optional steps, both recorded with the run:
 
 - `demarker`: each frame is area-downsampled by `demarker_factor` and upsampled back. Blobs a few px wide

@@ -73,6 +73,27 @@ def policy_name(path: str | Path) -> str:
     raise FileNotFoundError(f"cannot tell the policy type of {path}: no config.json / policy.json naming it")
 
 
+OBSERVATION_FILE = "observation.json"  # beside a saved policy: the spec and sim config it was trained on
+
+
+def save_policy(policy, directory: str | Path) -> None:
+    """`policy.save(directory)` plus what it was trained on (`observation.json`), so the folder is
+    self-contained: evaluation and serving read the observation spec and the sensor from it."""
+    policy.save(directory)
+    spec = getattr(policy, "observation_spec", None)
+    if spec is not None:
+        record = {"observation": spec.to_dict(), "sim_config": getattr(policy, "sim_config", None)}
+        (Path(directory) / OBSERVATION_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
+
+
 def load_policy(run_dir: str | Path):
     """Load any registered policy from a run dir, a checkpoint dir or a policy dir; no extra arguments."""
-    return policy_class(policy_name(run_dir)).load(policy_dir(run_dir))
+    from tla.sim.observation import ObservationSpec
+
+    d = policy_dir(run_dir)
+    policy = policy_class(policy_name(run_dir)).load(d)
+    if (d / OBSERVATION_FILE).exists():
+        record = json.loads((d / OBSERVATION_FILE).read_text())
+        policy.observation_spec = ObservationSpec.from_dict(record["observation"])
+        policy.sim_config = record.get("sim_config")
+    return policy

@@ -244,8 +244,9 @@ def create_app(policy, settings: ServeSettings | None = None, run: str | None = 
     @app.get("/info", response_model=Info)
     def info() -> Info:
         fs = list(s.frame_size) if s.frame_size else None
+        spec = getattr(policy, "observation_spec", None)
         return Info(policy=name, run=run, config=config, action_scale=scale, frame_size=fs, model_input=model_input,
-                    limits=s.public())
+                    observation=spec.to_dict() if spec is not None else None, limits=s.public())
 
     app.add_middleware(Guard, api_key=s.api_key, max_body_bytes=s.max_body_bytes)
     return app
@@ -268,9 +269,10 @@ def app_from_run(run_dir: str | Path, settings: ServeSettings | None = None, war
     from tla.sim.config import RenderConfig
 
     s = settings or ServeSettings()
-    if s.frame_size is None:
-        s.frame_size = run_frame_size(run_dir)
     policy = load_policy(run_dir)
+    if s.frame_size is None:  # the spec the run recorded, else (older runs) its training dataset's
+        spec = policy.observation_spec
+        s.frame_size = (spec.height, spec.width) if spec is not None else run_frame_size(run_dir)
     if warmup:
         h, w = s.frame_size or (RenderConfig.height, RenderConfig.width)
         policy.predict(np.zeros((1, NUM_FRAMES, h, w, 3), np.uint8), ["square"])

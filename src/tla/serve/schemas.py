@@ -100,6 +100,9 @@ class Info(BaseModel):
     model_input: dict | None = Field(
         None, description="what the policy reads: its modality (rgb = camera frames; marker_flow / depth = the "
                           "fields rendered as images by tla.sim.modality.render_field) and the size it resizes to")
+    observation: dict | None = Field(
+        None, description="the observation spec the run was trained on (height, width, modality, pads, steps); "
+                          "null for runs of older versions")
     frame_order: str = "left t0..t3, right t0..t3; composite rows L0 L1 L2 / L3 R0 R1 / R2 R3 white"
     shapes: list[str] = list(SHAPES)
     limits: dict

@@ -18,11 +18,12 @@ import numpy as np
 from gymnasium import spaces
 
 from tla.sim import geometry as geo
-from tla.sim.compose import NUM_FRAMES, make_composite
+from tla.sim.compose import make_composite
 from tla.sim.config import SimConfig
 from tla.sim.labels import action_label, sample_initial_error
 from tla.sim.modality import check_modality
 from tla.sim.modality import observe as observe_modality
+from tla.sim.observation import ObservationSpec
 from tla.sim.simulator import simulate_attempt
 
 ACTION_LIMIT = np.array([3.0, 3.0, 6.0], dtype=np.float32)  # mm, mm, deg: well beyond any label
@@ -46,8 +47,8 @@ class PegInHoleEnv(gym.Env):
         self.observe = observe  # False: skip rendering (zeros), for state-based policies and fast tests
         self.render_mode = render_mode
         self.modality = check_modality(modality)  # what the observation shows (tla.sim.modality)
-        h, w = self.cfg.render.height, self.cfg.render.width
-        self.observation_space = spaces.Box(0, 255, (NUM_FRAMES, h, w, 3), np.uint8)
+        self.observation_spec = ObservationSpec.of_sim(self.cfg, self.modality)
+        self.observation_space = spaces.Box(0, 255, self.observation_spec.shape, np.uint8)
         self.action_space = spaces.Box(-ACTION_LIMIT, ACTION_LIMIT, dtype=np.float32)
         self._error = np.zeros(3)
         self._attempts = 0

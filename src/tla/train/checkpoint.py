@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tla.policies.registry import save_policy
+
 
 def resume_state(model) -> dict[str, torch.Tensor]:
     """What changes during training: trainable parameters and every buffer (e.g. BatchNorm statistics).
@@ -48,7 +50,7 @@ def write_rng(directory: Path, rank: int) -> None:
 
 def write_main(directory: Path, policy, model, optimizer, scheduler, step: int, run_config: dict) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    policy.save(directory / "policy")
+    save_policy(policy, directory / "policy")
     (directory / "config.json").write_text(json.dumps(run_config, indent=2))
     state = {
         "step": step,

@@ -102,8 +102,11 @@ def predict_cmd(
     from tla.policies.registry import load_policy
 
     hf_logging.disable_progress_bar()  # keep stdout clean: one line per sample
+    from tla.sim.observation import check_same_spec
+
     pol = load_policy(run)
     ds = _dataset(data, split, pol)
+    check_same_spec(pol.observation_spec, getattr(ds, "observation_spec", None), f"{data} ({split})")
     n = min(limit, len(ds))
     for s in range(0, n, batch_size):
         items = [ds[i] for i in range(s, min(n, s + batch_size))]

@@ -25,7 +25,9 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
+from tla.policies.base import policy_modality
 from tla.policies.collapse import check_collapse
+from tla.policies.registry import save_policy
 from tla.train import checkpoint
 from tla.train.config import TrainConfig
 from tla.train.curves import plot_training
@@ -154,6 +156,17 @@ def validate(policy, model, items: Subset, cfg: TrainConfig, micro: int, acceler
 
 
 # --- training ---
+def record_observation(policy, dataset) -> None:
+    """The policy remembers what it trains on (saved beside its weights); a dataset read in another
+    modality than the policy's is refused before any work."""
+    spec = getattr(dataset, "observation_spec", None)
+    if spec is not None and spec.modality != policy_modality(policy):
+        raise ValueError(f"the {getattr(policy, 'name', 'policy')} policy reads {policy_modality(policy)!r} but "
+                         f"the dataset gives {spec.describe()}; open it with modality={policy_modality(policy)!r}")
+    policy.observation_spec = spec
+    policy.sim_config = getattr(dataset, "sim_config", None)
+
+
 def train(
     policy,
     dataset,
@@ -169,6 +182,7 @@ def train(
     `resume=True` continues from checkpoints/last.
     """
     run_dir = Path(run_dir)
+    record_observation(policy, dataset)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # DataLoader workers fork after tokenizer use
@@ -308,7 +322,7 @@ def train(
     if acc.is_main_process:
         plot_training(run_dir)
     if step == total and acc.is_main_process:
-        policy.save(run_dir / "policy")
+        save_policy(policy, run_dir / "policy")
     acc.wait_for_everyone()
     if log is not None:
         log.close()

@@ -68,8 +68,8 @@ class TLAConfig:
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     modality: str = "rgb"  # rgb (the paper's camera frames), marker_flow or depth: tla.sim.modality
     composite_size: int = 224  # 3x3 composite side in px; must be a multiple of 28 (patch 14 x merge 2)
-    # frame preprocessing before the composite; the paper feeds raw frames (all off), the tiny preset
-    # removes the markers and the mean brightness (see tla.policies.preprocess)
+    # frame preprocessing before the composite; the paper feeds raw frames (all off); for rgb on the CPU
+    # scale, removing the markers and the mean brightness makes the small model learn (tla.policies.preprocess)
     preprocess: FramePreprocess = field(default_factory=FramePreprocess)
     scale: tuple[float, float, float] = DEFAULT_SCALE  # action text scale, stored with the run
     max_length: int = 2048  # guard on the tokenised prompt + answer

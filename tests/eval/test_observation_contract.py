@@ -1,0 +1,112 @@
+"""The observation contract: a trained run records the spec and the sensor it was trained on, evaluation
+and serving read them from the run (not from the dataset), and a mismatch is one error naming both specs."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from tla.sim.observation import ObservationSpec, check_same_spec
+
+BC_SMALL = ["image_size=[24,32]", "embedding_size=8", "hidden_sizes=[8,8,8,8]", "head_hidden=16"]
+TRAIN = ["train.batch_size=4", "train.val_fraction=0.1", "train.val_every=0"]
+
+
+def test_spec_states_the_shape_and_checks_observations():
+    spec = ObservationSpec(96, 128, "marker_flow")
+    assert spec.shape == (8, 96, 128, 3)
+    assert spec.frame_names[:2] == ["left_t0", "left_t1"] and spec.frame_names[-1] == "right_t3"
+    assert ObservationSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    spec.check(np.zeros((2, 8, 96, 128, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"does not match the spec marker_flow 96x128"):
+        spec.check(np.zeros((8, 120, 160, 3), np.uint8))
+    with pytest.raises(ValueError, match="unknown tactile modality"):
+        ObservationSpec(96, 128, "sound")
+    with pytest.raises(ValueError, match="trained on rgb 96x128.*gives rgb 120x160"):
+        check_same_spec(ObservationSpec(96, 128), ObservationSpec(120, 160), "that dataset")
+    check_same_spec(None, spec, "old run")  # runs of older versions record none: nothing to compare
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A 2-step BC run on the smoke data (96x128), read as marker flow."""
+    from tla.data.build import build
+    from tla.data.config import preset
+    from tla.train.cli import train_cmd
+
+    root = tmp_path_factory.mktemp("contract")
+    data = root / "data"
+    build(preset("smoke"), data, progress=False)
+    run = root / "run"
+    train_cmd(data=data, out=run, policy="bc", split="sp_train", preset="tiny", max_steps=2, resume=False,
+              overrides=[*BC_SMALL, *TRAIN])
+    return data, run
+
+
+def test_a_run_records_its_spec_and_sensor_and_needs_no_dataset(trained, tmp_path):
+    from tla.eval.cli import closed_loop, run_sim_config
+    from tla.policies.registry import load_policy
+
+    data, run = trained
+    info = json.loads((data / "meta" / "info.json").read_text())
+    record = json.loads((run / "policy" / "observation.json").read_text())
+    assert record["observation"] == {"height": 96, "width": 128, "modality": "marker_flow", "pads": 2, "steps": 4}
+    assert record["sim_config"] == info["sim_config"]
+    policy = load_policy(run)
+    assert policy.observation_spec == ObservationSpec(96, 128, "marker_flow")
+    assert load_policy(run / "checkpoints" / "last").observation_spec == policy.observation_spec
+
+    # the dataset moves away: closed-loop trials still render the sensor the run was trained on
+    moved = shutil.move(str(data), str(tmp_path / "moved"))
+    try:
+        cfg = run_sim_config(run, None)
+        assert (cfg.render.height, cfg.render.width) == (96, 128)
+        closed_loop(run=run, clearances="2.0", shapes="square", episodes=1, out=tmp_path / "cl", seed=0,
+                    workers=1, data=None, json_out=True)
+        assert json.loads((tmp_path / "cl" / "summary.json").read_text())[0]["episodes"] == 1
+    finally:
+        shutil.move(moved, str(data))
+
+
+def test_evaluating_on_another_spec_is_one_error_naming_both(trained, tmp_path):
+    import dataclasses
+
+    from tla.data.build import build
+    from tla.data.config import preset
+    from tla.eval.cli import offline, run_sim_config
+
+    _, run = trained
+    smoke = preset("smoke")
+    other = tmp_path / "other"
+    build(dataclasses.replace(smoke, splits=smoke.splits[1:2], sim_overrides=("render.height=48", "render.width=64")),
+          other, progress=False)
+    with pytest.raises(ValueError, match="trained on marker_flow 96x128.*gives marker_flow 48x64"):
+        offline(run=run, data=other, split="sp_test", out=tmp_path / "o", limit=0, batch_size=4, eta=0.1,
+                eta_rz=0.5, json_out=True)
+    with pytest.raises(ValueError, match="trained on marker_flow 96x128"):
+        run_sim_config(run, other)
+
+
+def test_the_trainer_refuses_a_dataset_in_another_modality(trained, tmp_path):
+    from tla.data.dataset import TactileDataset
+    from tla.policies.registry import build_policy
+    from tla.train.config import TrainConfig
+    from tla.train.trainer import train
+
+    data, _ = trained
+    policy = build_policy("bc", "tiny", BC_SMALL)  # reads marker_flow
+    with pytest.raises(ValueError, match="reads 'marker_flow' but the dataset gives rgb 96x128"):
+        train(policy, TactileDataset(data, "sp_train"), TrainConfig(max_steps=1, batch_size=4), tmp_path / "r")
+
+
+def test_the_server_reports_the_spec(trained):
+    from fastapi.testclient import TestClient
+
+    from tla.serve.app import ServeSettings, app_from_run
+
+    _, run = trained
+    client = TestClient(app_from_run(run, ServeSettings()))
+    info = client.get("/info").json()
+    assert info["observation"]["modality"] == "marker_flow" and info["frame_size"] == [96, 128]
+    assert info["model_input"]["modality"] == "marker_flow"
