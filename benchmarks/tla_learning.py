@@ -35,7 +35,7 @@ def main() -> None:
     from tla.eval.cli import offline
     from tla.eval.offline import offline_metrics
     from tla.eval.reproduce import PRESETS
-    from tla.train.cli import train_cmd
+    from tla.train.cli import train_run
 
     steps = args.steps or PRESETS["tiny"].steps_for("tla")
     data = args.data or args.out / "data"
@@ -45,8 +45,8 @@ def main() -> None:
         build(cfg, data, workers=2)
     run = args.out / f"tla_s{args.seed}"
     t0 = time.time()
-    train_cmd(data=data, out=run, policy="tla", split="sp_train", preset="tiny", max_steps=steps,
-              resume=(run / "checkpoints" / "last").exists(),
+    train_run(data=data, out=run, policy="tla", split="sp_train", preset="tiny", max_steps=steps,
+              resume=(run / "checkpoints" / "last").exists(), overwrite=True,
               overrides=[*args.overrides, f"model.seed={args.seed}", f"train.seed={args.seed}"])
     train_s = time.time() - t0
     offline(run=run, data=data, split="sp_test", out=args.out / "offline", limit=0, batch_size=16, eta=0.1,

@@ -103,4 +103,4 @@ def test_cli_view_stats_export(smoke_ds, tmp_path):
     assert (tmp_path / "exp" / lines[0]["images"][0]).exists()
     assert "tla_sp_test" in json.loads((tmp_path / "exp" / "dataset_info.json").read_text())
     r = run(app, ["view", str(tmp_path / "missing"), "--split", "sp_train"])
-    assert r.exit_code == 1 and "does not exist" in r.output
+    assert r.exit_code == 2 and "does not exist" in r.output

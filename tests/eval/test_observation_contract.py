@@ -33,13 +33,13 @@ def trained(tmp_path_factory):
     """A 2-step BC run on the smoke data (96x128), read as marker flow."""
     from tla.data.build import build
     from tla.data.config import preset
-    from tla.train.cli import train_cmd
+    from tla.train.cli import train_run
 
     root = tmp_path_factory.mktemp("contract")
     data = root / "data"
     build(preset("smoke"), data, progress=False)
     run = root / "run"
-    train_cmd(data=data, out=run, policy="bc", split="sp_train", preset="tiny", max_steps=2, resume=False,
+    train_run(data=data, out=run, policy="bc", split="sp_train", preset="tiny", max_steps=2, resume=False,
               overrides=[*BC_SMALL, *TRAIN])
     return data, run
 

@@ -174,6 +174,12 @@ def _same_build(a: dict, b: dict) -> bool:
     return all(a.get(k) == b.get(k) for k in keys)
 
 
+def _only_temp_files(root: Path) -> bool:
+    """True when `root` holds files, all of them our atomic writers' leftovers (.NAME.tmp-PID)."""
+    files = [p for p in root.rglob("*") if p.is_file()]
+    return bool(files) and all(p.name.startswith(".") and ".tmp-" in p.name for p in files)
+
+
 def missing(root: Path, tasks: list[ShardTask]) -> list[ShardTask]:
     """Tasks whose shard is absent or unreadable or has the wrong row count (read-only)."""
     return [t for t in tasks if store.shard_rows(root / t.path) != t.samples]
@@ -206,7 +212,8 @@ def build(
     `merge`). `max_shards` stops after that many new shards (time-boxed jobs; rerun to continue).
     """
     root = Path(root)
-    store.features(cfg.fields)  # an unknown field name fails here, before anything is written
+    cfg.validate()  # bad values fail here, before the folder is claimed
+    store.features(cfg.fields)  # as does an unknown field name
     record = _build_record(cfg)
     build_json = root / "meta" / "build.json"
     if build_json.exists():
@@ -215,6 +222,10 @@ def build(
                 f"{build_json} holds a different build (config, sim config or code version differ); "
                 f"resume with the same arguments, or build into a fresh directory"
             )
+    elif root.exists() and _only_temp_files(root):  # a kill while build.json was written: start afresh
+        for leftover in (p for p in root.rglob("*") if p.is_file()):
+            leftover.unlink()
+        store.write_json(build_json, record)
     elif root.exists() and any(root.iterdir()):
         raise DatasetError(f"{root} is not empty and holds no TLA build (meta/build.json); choose a fresh --out")
     else:

@@ -17,7 +17,7 @@ console = Console()
 
 def _fail(e: Exception) -> None:
     typer.echo(f"error: {e}", err=True)  # plain text: paths in the message stay unwrapped
-    raise typer.Exit(1)
+    raise typer.Exit(2)  # as every `tla` user error (tla.cli.main)
 
 
 @app.command()

@@ -54,6 +54,25 @@ class DataConfig:
     # modalities read them; ~9 KB per sample before compression; () stores images only
     fields: tuple[str, ...] = ("marker_flow", "depth")
 
+    def validate(self) -> None:
+        """Every value a build uses, checked before anything is written (one line naming the bad value)."""
+        import math
+
+        checks = [
+            (self.shard_size >= 1, f"shard_size must be >= 1, got {self.shard_size}"),
+            (self.row_group_size >= 1, f"row_group_size must be >= 1, got {self.row_group_size}"),
+            (math.isfinite(self.clearance) and self.clearance > 0,
+             f"clearance must be a positive, finite number of mm, got {self.clearance}"),
+            (0 <= self.jpeg_quality <= 100, f"jpeg_quality must be in 0..100, got {self.jpeg_quality}"),
+            (0 <= self.png_compression <= 9, f"png_compression must be in 0..9, got {self.png_compression}"),
+            (self.image_format in ("png", "jpeg"), f"image_format must be png or jpeg, got {self.image_format!r}"),
+            (self.policy.max_attempts >= 1, f"policy.max_attempts must be >= 1, got {self.policy.max_attempts}"),
+            (all(s.samples >= 0 for s in self.splits), "split sizes must be >= 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
     def split(self, name: str) -> SplitSpec:
         for s in self.splits:
             if s.name == name:

@@ -135,7 +135,7 @@ def ablate(cfg: AblationConfig, out: Path, data: Path | None = None, reuse: Path
     from tla.data.build import build, with_seed
     from tla.data.config import preset as data_preset
     from tla.eval.cli import closed_loop, offline
-    from tla.train.cli import train_cmd
+    from tla.train.cli import train_run
 
     unknown = [v for v in cfg.variants if v not in VARIANTS]
     if unknown:
@@ -161,8 +161,8 @@ def ablate(cfg: AblationConfig, out: Path, data: Path | None = None, reuse: Path
             (stages.dir / f"train_{key}.json").write_text(json.dumps({"seconds": 0.0, "reused_from": str(source)}))
             console.print(f"[dim]{key}: reusing the identical run {source}[/dim]")
         stages.run(f"train_{key}", partial(
-            train_cmd, data=data, out=run_dir, policy=policy, split="sp_train", preset="tiny",
-            max_steps=steps, resume=(run_dir / "checkpoints" / "last").exists(), overrides=overrides))
+            train_run, data=data, out=run_dir, policy=policy, split="sp_train", preset="tiny",
+            max_steps=steps, resume=(run_dir / "checkpoints" / "last").exists(), overwrite=True, overrides=overrides))
         stages.run(f"offline_{key}", partial(
             offline, run=run_dir, data=data, split="sp_test", out=out / "offline" / key, limit=0,
             batch_size=16, eta=0.1, eta_rz=0.5, json_out=True))

@@ -122,7 +122,7 @@ def reproduce(preset: ReproducePreset, out: Path, data: Path | None = None) -> d
     from tla.data.build import build, with_seed
     from tla.data.config import preset as data_preset
     from tla.eval.cli import closed_loop, offline
-    from tla.train.cli import train_cmd
+    from tla.train.cli import train_run
 
     data = data or out / "data"
     settings = reproduce_settings(preset, data)
@@ -142,8 +142,8 @@ def reproduce(preset: ReproducePreset, out: Path, data: Path | None = None) -> d
     for key, _, policy, split in MODELS:
         run_dir = out / "runs" / key
         stages.run(f"train_{key}", partial(
-            train_cmd, data=data, out=run_dir, policy=policy, split=split, preset=preset.train_preset,
-            max_steps=preset.steps_for(policy), resume=(run_dir / "checkpoints" / "last").exists(),
+            train_run, data=data, out=run_dir, policy=policy, split=split, preset=preset.train_preset,
+            max_steps=preset.steps_for(policy), resume=(run_dir / "checkpoints" / "last").exists(), overwrite=True,
             overrides=preset.train_overrides + (preset.tla_overrides if policy == "tla" else [])))
     for key, split in TABLE1 + TABLE2:
         stages.run(f"offline_{key}_{split}", partial(

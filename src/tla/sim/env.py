@@ -85,18 +85,34 @@ class PegInHoleEnv(gym.Env):
         }
 
     # -- gymnasium API -------------------------------------------------------------------------------
+    def _checked_options(self, options: dict) -> tuple[str, float, np.ndarray | None]:
+        """Validate every option before anything changes, so a rejected reset leaves the env as it was."""
+        unknown = set(options) - {"shape", "clearance", "error"}
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {sorted(unknown)}; the options are shape, clearance, error")
+        shape = geo.check_shape(options.get("shape", self.shape))
+        clearance = options.get("clearance", self.clearance)
+        try:
+            clearance = float(clearance)
+        except (TypeError, ValueError):
+            raise ValueError(f"clearance must be a number in mm, got {clearance!r}") from None
+        if not np.isfinite(clearance) or clearance <= 0:
+            raise ValueError(f"clearance must be a positive, finite number of mm, got {clearance}")
+        error = None
+        if "error" in options:
+            error = _finite_vector(options["error"], "start error (ex mm, ey mm, erz deg)")
+        return shape, clearance, error
+
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        shape, clearance, error = self._checked_options(options or {})
+        if error is not None and geo.inserts(shape, clearance, error, self.cfg.geometry.peg_size,
+                                             self.cfg.geometry.insert_area_tol, self.cfg.geometry.circle_segments):
+            raise ValueError(f"start error {error.tolist()} inserts at once; an episode starts colliding")
         super().reset(seed=seed)
-        options = options or {}
-        if "shape" in options:
-            self.shape = geo.check_shape(options["shape"])
-        if "clearance" in options:
-            self.clearance = float(options["clearance"])
+        self.shape, self.clearance = shape, clearance
         self._episode_seed = int(self.np_random.integers(0, 2**63 - 1))
-        if "error" in options:  # a given start (it must collide)
-            self._error = np.asarray(options["error"], dtype=np.float64).reshape(3).copy()
-            if not self._collides(self._error):
-                raise ValueError(f"start error {self._error.tolist()} inserts at once; an episode starts colliding")
+        if error is not None:  # a given start (it must collide)
+            self._error = error.copy()
         else:
             for _ in range(10_000):
                 self._error = sample_initial_error(self.np_random, self.cfg.errors)
@@ -110,7 +126,7 @@ class PegInHoleEnv(gym.Env):
         return self._obs, self._info(False)
 
     def step(self, action):
-        action = np.clip(np.asarray(action, dtype=np.float64).reshape(3), -ACTION_LIMIT, ACTION_LIMIT)
+        action = np.clip(_finite_vector(action, "action (dx mm, dy mm, drz deg)"), -ACTION_LIMIT, ACTION_LIMIT)
         self._error = self._error + action
         inserted = self._attempt()
         terminated = bool(inserted)
@@ -121,6 +137,17 @@ class PegInHoleEnv(gym.Env):
         if self.render_mode == "rgb_array":
             return make_composite(self._obs, 616)
         return None
+
+
+def _finite_vector(value, what: str) -> np.ndarray:
+    """Three finite numbers, or a ValueError naming them (the env's state is not touched)."""
+    try:
+        v = np.asarray(value, dtype=np.float64).reshape(3)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be 3 numbers, got {value!r}") from None
+    if not np.isfinite(v).all():
+        raise ValueError(f"{what} must be finite, got {v.tolist()}")
+    return v
 
 
 def make_env(shape: str = "square", clearance: float = 2.0, **overrides) -> PegInHoleEnv:

@@ -29,21 +29,33 @@ def _split_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
 def train_cmd(
     data: Path = typer.Option(..., help="dataset root (tla data build output)"),
     out: Path = typer.Option(..., help="run directory"),
-    policy: str = typer.Option("tla", help="registered policy: tla, bc, dp"),
-    split: str = typer.Option("sp_train", help="training split; validation is carved from it by episode"),
-    preset: str = typer.Option("tiny", help="tiny (CPU) or paper"),
+    policy: str = typer.Option(None, help="registered policy: tla (default), bc, dp"),
+    split: str = typer.Option(None, help="training split (default sp_train); validation is carved from it by episode"),
+    preset: str = typer.Option(None, help="tiny (CPU, default) or paper"),
     max_steps: int | None = typer.Option(None, help="optimizer steps (overrides epochs)"),
-    resume: bool = typer.Option(False, help="continue from OUT/checkpoints/last"),
+    resume: bool = typer.Option(False, help="continue the run in OUT from its last checkpoint, as recorded"),
+    overwrite: bool = typer.Option(False, help="replace the run already in OUT"),
     overrides: list[str] = typer.Argument(None, help="dotted overrides: model.lora_rank=16 train.lr=1e-4"),
 ) -> None:
     """Train a policy; the run dir gets config.json, train_log.jsonl, checkpoints/ and policy/."""
+    summary = train_run(data, out, policy, split, preset, max_steps, resume, overwrite, list(overrides or []))
+    typer.echo(json.dumps(summary, indent=2))
+
+
+def train_run(data: Path, out: Path, policy: str | None = None, split: str | None = None, preset: str | None = None,
+              max_steps: int | None = None, resume: bool = False, overwrite: bool = False,
+              overrides: list[str] | None = None) -> dict:
+    """`tla train` as a function: resolve the configs, record them, train; returns the trainer's summary.
+    None for policy / split / preset means the recorded value when resuming, else tla / sp_train / tiny."""
     from tla.policies.registry import policy_config
     from tla.train.trainer import train
 
-    saved = out / "config.json"
-    prev = json.loads(saved.read_text()) if resume and saved.exists() else None
+    data, out, overrides = Path(data), Path(out), list(overrides or [])
+    prev = existing_run(out, resume, overwrite)
+    if prev is not None:
+        check_resume_request(prev, out, data, policy, preset, split, overrides, max_steps)
     cfg, pol, train_ov, policy_ov, (policy, preset, split) = resolve_run(
-        policy, preset, split, list(overrides or []), max_steps, prev)
+        policy or "tla", preset or "tiny", split or "sp_train", overrides, max_steps, prev)
     run_config = {
         "policy": policy,
         "preset": preset,
@@ -56,8 +68,40 @@ def train_cmd(
         "policy_config": policy_config(pol),
         "model": pol.describe() if hasattr(pol, "describe") else None,
     }
-    summary = train(pol, _dataset(data, split, pol), cfg, out, run_config, resume=resume)
-    typer.echo(json.dumps(summary, indent=2))
+    return train(pol, _dataset(data, split, pol), cfg, out, run_config, resume=resume)
+
+
+def existing_run(out: Path, resume: bool, overwrite: bool) -> dict | None:
+    """The config.json of the run in `out` when resuming it; a run folder is never silently reused: without
+    --resume it is refused, or emptied with --overwrite."""
+    import shutil
+
+    saved = out / "config.json"
+    holds_run = saved.exists() or (out / "checkpoints").exists() or (out / "train_log.jsonl").exists()
+    if resume:
+        if not saved.exists():
+            raise ValueError(f"--resume: {out} holds no run (no config.json); drop --resume to start one")
+        return json.loads(saved.read_text())
+    if holds_run and not overwrite:
+        what = json.loads(saved.read_text()).get("policy", "?") if saved.exists() else "unfinished"
+        raise ValueError(f"{out} already holds a {what} run; pass --resume to continue it, --overwrite to "
+                         "replace it, or choose another --out")
+    if holds_run:
+        shutil.rmtree(out)
+    return None
+
+
+def check_resume_request(prev: dict, out: Path, data: Path, policy, preset, split, overrides, max_steps) -> None:
+    """A resumed run continues as recorded; a value given now that differs from the record is named."""
+    train_ov, policy_ov = _split_overrides(overrides)
+    asked = {"policy": policy, "preset": preset, "split": split, "data": str(data.resolve()),
+             "train_overrides": train_ov or None, "policy_overrides": policy_ov or None}
+    changed = [f"{k} {prev.get(k)!r} -> {v!r}" for k, v in asked.items() if v is not None and v != prev.get(k)]
+    if max_steps is not None and max_steps != prev.get("train", {}).get("max_steps"):
+        changed.append(f"max_steps {prev.get('train', {}).get('max_steps')!r} -> {max_steps!r}")
+    if changed:
+        raise ValueError(f"--resume continues the run in {out} as recorded, but this call changes "
+                         f"{'; '.join(changed)}; drop those arguments, or start a new run (--overwrite or another --out)")
 
 
 def resolve_run(policy: str, preset: str, split: str, overrides: list[str], max_steps: int | None,
