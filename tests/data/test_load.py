@@ -90,6 +90,10 @@ def test_cli_view_stats_export(smoke_ds, tmp_path):
                   "--composite-size", "120"])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "s.png").stat().st_size > 10_000
+    r = run(app, ["view", str(root), "--split", "sp_test", "--out", str(tmp_path / "f.png"), "--modality", "marker_flow"])
+    assert r.exit_code == 0 and (tmp_path / "f.png").stat().st_size > 10_000, r.output
+    r = run(app, ["view", str(root), "--split", "sp_test", "--out", str(tmp_path / "x.png"), "--modality", "flow"])
+    assert r.exit_code == 2 and "unknown tactile modality" in r.output
     r = run(app, ["stats", str(root), "--hist", str(tmp_path / "h.png")])
     assert r.exit_code == 0 and "mp_test_ood" in r.output and (tmp_path / "h.png").exists()
     r = run(app, ["export", str(root), "--out", str(tmp_path / "exp"), "--split", "sp_test", "--limit", "3",

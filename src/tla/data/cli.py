@@ -75,13 +75,14 @@ def view(
     index: int = typer.Option(0),
     out: Path = typer.Option(Path("sheet.png")),
     composite_size: int = typer.Option(616),
+    modality: str = typer.Option("rgb", help="rgb, marker_flow or depth (as a policy sees it)"),
 ) -> None:
     """Contact sheet of one sample: frames, composite, pose error, label, instruction/answer."""
     from tla.data.view import sample_sheet
 
     try:
-        console.print(f"wrote {sample_sheet(root, split, index, out, composite_size)}")
-    except (DatasetError, IndexError) as e:
+        console.print(f"wrote {sample_sheet(root, split, index, out, composite_size, modality)}")
+    except (DatasetError, IndexError, ValueError) as e:
         _fail(e)
 
 

@@ -17,9 +17,11 @@ from tla.data.text import decode_action
 AXES = ("dx (mm)", "dy (mm)", "drz (deg)")
 
 
-def sample_sheet(root: str | Path, split: str, index: int, out: str | Path, composite_size: int = 616) -> Path:
-    """PNG with the 8 frames, the 3x3 composite, and the sample's pose error, label, instruction, answer."""
-    ds = TactileDataset(root, split, composite_size=composite_size)
+def sample_sheet(root: str | Path, split: str, index: int, out: str | Path, composite_size: int = 616,
+                 modality: str = "rgb") -> Path:
+    """PNG with the 8 frames, the 3x3 composite, and the sample's pose error, label, instruction, answer;
+    frames in `modality` (rgb, or a stored field rendered as a policy sees it)."""
+    ds = TactileDataset(root, split, composite_size=composite_size, modality=modality)
     item = ds[index]
     fig = plt.figure(figsize=(16, 7.5), constrained_layout=True)
     grid = fig.add_gridspec(3, 6, width_ratios=[1, 1, 1, 1, 2.2, 0.01])
@@ -30,7 +32,8 @@ def sample_sheet(root: str | Path, split: str, index: int, out: str | Path, comp
         ax.axis("off")
     ax = fig.add_subplot(grid[0:2, 4])
     ax.imshow(item["composite"])
-    ax.set_title(f"composite {composite_size}x{composite_size} (L0 L1 L2 / L3 R0 R1 / R2 R3 --)", fontsize=9)
+    ax.set_title(f"{modality} composite {composite_size}x{composite_size} (L0 L1 L2 / L3 R0 R1 / R2 R3 --)",
+                 fontsize=9)
     ax.axis("off")
     e, a = item["error"], item["action"]
     decoded = decode_action(item["answer"], ds.scale)
