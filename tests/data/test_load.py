@@ -92,6 +92,8 @@ def test_cli_view_stats_export(smoke_ds, tmp_path):
     assert (tmp_path / "s.png").stat().st_size > 10_000
     r = run(app, ["view", str(root), "--split", "sp_test", "--out", str(tmp_path / "f.png"), "--modality", "marker_flow"])
     assert r.exit_code == 0 and (tmp_path / "f.png").stat().st_size > 10_000, r.output
+    r = run(app, ["view", str(root), "--split", "sp_test", "--out", str(tmp_path / "m.png"), "--modality", "all"])
+    assert r.exit_code == 0 and (tmp_path / "m.png").stat().st_size > 10_000, r.output
     r = run(app, ["view", str(root), "--split", "sp_test", "--out", str(tmp_path / "x.png"), "--modality", "flow"])
     assert r.exit_code == 2 and "unknown tactile modality" in r.output
     r = run(app, ["stats", str(root), "--hist", str(tmp_path / "h.png")])

@@ -75,13 +75,16 @@ def view(
     index: int = typer.Option(0),
     out: Path = typer.Option(Path("sheet.png")),
     composite_size: int = typer.Option(616),
-    modality: str = typer.Option("rgb", help="rgb, marker_flow or depth (as a policy sees it)"),
+    modality: str = typer.Option("rgb", help="rgb, marker_flow or depth (as a policy sees it); all: one row each"),
 ) -> None:
     """Contact sheet of one sample: frames, composite, pose error, label, instruction/answer."""
-    from tla.data.view import sample_sheet
+    from tla.data.view import modality_sheet, sample_sheet
 
     try:
-        console.print(f"wrote {sample_sheet(root, split, index, out, composite_size, modality)}")
+        if modality == "all":
+            console.print(f"wrote {modality_sheet(root, split, index, out)}")
+        else:
+            console.print(f"wrote {sample_sheet(root, split, index, out, composite_size, modality)}")
     except (DatasetError, IndexError, ValueError) as e:
         _fail(e)
 

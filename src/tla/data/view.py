@@ -56,6 +56,31 @@ def sample_sheet(root: str | Path, split: str, index: int, out: str | Path, comp
     return out
 
 
+def modality_sheet(root: str | Path, split: str, index: int, out: str | Path) -> Path:
+    """PNG: one sample's 8 frames in every modality the dataset stores (one row each), with its pose error."""
+    from tla.sim.modality import MODALITIES
+
+    info = store.load_info(root)
+    modalities = [m for m in MODALITIES if m == "rgb" or m in info.get("fields", {})]
+    fig, axes = plt.subplots(len(modalities), 8, figsize=(16, 1.7 * len(modalities) + 0.6), squeeze=False)
+    for row, m in zip(axes, modalities):
+        item = TactileDataset(root, split, modality=m)[index]
+        for i, (ax, frame) in enumerate(zip(row, item["frames"])):
+            ax.imshow(frame)
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.set_title(store.FRAME_COLUMNS[i], fontsize=8)
+        row[0].set_ylabel(m, fontsize=10)
+    e = item["error"]
+    fig.suptitle(f"{split}[{index}] {item['shape']}, c = {item['clearance']:.1f} mm, pose error "
+                 f"({e[0]:+.2f} mm, {e[1]:+.2f} mm, {e[2]:+.2f} deg): the modalities a policy can read", fontsize=10)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+    return out
+
+
 def split_stats(root: str | Path) -> dict:
     """Counts per split and shape (from meta/info.json) and label/error summaries (meta/stats.json)."""
     import json
