@@ -110,3 +110,37 @@ def test_cli_runner_train_refusal_is_a_clean_exit(tmp_path, synthetic_data):
     train_run(tmp_path, run, "bc", max_steps=1, overrides=BC_SMALL)
     r = CliRunner().invoke(app, ["train", "--data", str(tmp_path), "--out", str(run), "--policy", "dp"])
     assert r.exit_code != 0 and user_error(r.exception) and "already holds a bc run" in user_error(r.exception)
+
+
+def test_a_corrupt_shard_is_named_on_load_and_rebuilt_on_resume(tmp_path):
+    """64 flipped bytes inside a JPEG passed: the rerun said "dataset complete" and `tla predict` returned
+    another action with exit 0. Now: loading names the file, `tla data verify` too, and the build rebuilds
+    exactly that shard, bit for bit."""
+    import dataclasses
+
+    from tla.data import store
+    from tla.data.build import build
+    from tla.data.cli import app as data_app
+    from tla.data.config import preset
+    from tla.data.dataset import TactileDataset
+
+    smoke = preset("smoke")
+    cfg = dataclasses.replace(smoke, splits=smoke.splits[:2])
+    root = tmp_path / "ds"
+    info = build(cfg, root, progress=False)
+    TactileDataset(root, "sp_test")  # verified once: the cache holds its files
+    rel = info["splits"]["sp_test"]["files"][0]
+    original = (root / rel).read_bytes()
+    data = bytearray(original)
+    middle = len(data) // 2
+    data[middle:middle + 64] = bytes(b ^ 0xFF for b in data[middle:middle + 64])
+    (root / rel).write_bytes(bytes(data))
+    with pytest.raises(store.DatasetError, match=rf"corrupt or missing shard.*{rel}.*rerun the `tla data build`"):
+        TactileDataset(root, "sp_test")
+    TactileDataset(root, "sp_train")  # the other split is intact and opens
+    r = CliRunner().invoke(data_app, ["verify", str(root)])
+    assert r.exit_code == 2 and rel in r.output
+    assert build(cfg, root, progress=False)["content_hash"] == info["content_hash"]
+    assert (root / rel).read_bytes() == original
+    r = CliRunner().invoke(data_app, ["verify", str(root)])
+    assert r.exit_code == 0 and "ok" in r.output

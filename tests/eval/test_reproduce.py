@@ -25,8 +25,13 @@ def test_reproduce_smoke_writes_all_four_tables_and_resumes(tmp_path):
     # the oracle on the same episodes, the training budgets and the collapse column are in the report
     assert len(results["table3_oracle"]) == 3 and len(results["table4_oracle"]) == 4
     assert report.count("| oracle (true error -> label; same episodes) |") == 2
-    assert "## Training budgets" in report and set(results["budgets"]) == {
+    assert "## Inputs and training budgets" in report and set(results["budgets"]) == {
         "bc_sp", "dp_sp", "sp_tla", "bc_mp", "dp_mp", "mp_tla"}
+    # what each model reads is in the report, departures from the paper's input in bold
+    assert results["budgets"]["sp_tla"]["input"] == {"modality": "marker_flow", "composite_size": 224,
+                                                     "preprocess": [], "position_table": True}
+    assert "| **marker_flow**, 224 px composite, **position table** |" in report
+    assert "| **marker_flow**, 48x64 px |" in report
     assert "distinct answers (modal %)" in report
     assert "NaN" not in (out / "results.json").read_text()
     stamps = {p.name: p.stat().st_mtime for p in (out / "stages").glob("*.json")}

@@ -174,6 +174,21 @@ def _same_build(a: dict, b: dict) -> bool:
     return all(a.get(k) == b.get(k) for k in keys)
 
 
+def _drop_corrupt(root: Path, mine: list[str]) -> None:
+    """A finished dataset whose shard no longer matches its recorded sha256 is made unfinished again: the
+    bad shards are deleted (the build regenerates them bit for bit) and meta/info.json is rewritten last."""
+    info_path = root / "meta" / "info.json"
+    if not info_path.exists():
+        return
+    info = store.load_info(root, check_files=False)
+    bad = store.corrupt_files(root, info, [f for f in mine if f in info["files"]])
+    for rel in bad:
+        print(f"corrupt shard {root / rel} (sha256 differs from meta/info.json): rebuilding it")
+        (root / rel).unlink(missing_ok=True)
+    if bad:
+        info_path.unlink()
+
+
 def _only_temp_files(root: Path) -> bool:
     """True when `root` holds files, all of them our atomic writers' leftovers (.NAME.tmp-PID)."""
     files = [p for p in root.rglob("*") if p.is_file()]
@@ -235,6 +250,7 @@ def build(
         raise DatasetError(f"--shard-index must be in [0, {num_shards}), got {shard_index}")
     tasks = plan(cfg)
     mine = [t for i, t in enumerate(tasks) if i % num_shards == shard_index]
+    _drop_corrupt(root, [t.path for t in mine])
     todo = _clean(root, mine)[:max_shards]
     if not todo and (root / "meta" / "info.json").exists():
         return store.load_info(root)  # already complete

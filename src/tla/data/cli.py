@@ -69,6 +69,20 @@ def merge(out: Path, inputs: list[Path] = typer.Argument(None, help="slice direc
 
 
 @app.command()
+def verify(root: Path) -> None:
+    """Hash every shard and compare with meta/info.json (no cache); a corrupt one is named with the fix."""
+    from tla.data import store
+
+    try:
+        info = store.load_info(root)
+        files = store.verify_files(root, info, use_cache=False)
+    except DatasetError as e:
+        _fail(e)
+    console.print(f"[green]ok[/green] {root}: {len(files)} shards match meta/info.json "
+                  f"(content hash {info['content_hash'][:16]})")
+
+
+@app.command()
 def view(
     root: Path,
     split: str = typer.Option("sp_train"),

@@ -47,7 +47,7 @@ class TactileDataset(torch.utils.data.Dataset):
         self.observation_spec = ObservationSpec(*self.frame_size, modality)
         self.sim_config = self.info["sim_config"]  # what rendered it; a trained policy records it
         self.composite_size = composite_size
-        self.files = store.split_files(self.info, split)
+        self.files = store.verify_files(self.root, self.info, store.split_files(self.info, split))
         self.scale = tuple(self.info["action_scale"])
         self._scalars = store.read_scalars(self.root, self.files)
         # (file, row group) boundaries as cumulative row counts

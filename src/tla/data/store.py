@@ -12,6 +12,7 @@ file at fault and the command that fixes it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -172,6 +173,55 @@ def load_info(root: str | Path, check_files: bool = True) -> dict:
                     f"then the dataset is whole again"
                 )
     return info
+
+
+VERIFIED_CACHE = "meta/.verified.json"  # rel path -> [size, mtime_ns] of shards whose sha256 matched
+
+
+def corrupt_files(root: str | Path, info: dict, files: list[str] | None = None, use_cache: bool = True) -> list[str]:
+    """The files among `files` (default: all) whose sha256 differs from meta/info.json or that are missing.
+    A file whose size and mtime match its last successful check is not hashed again (`use_cache=False`
+    hashes everything)."""
+    root = Path(root)
+    files = list(info["files"]) if files is None else list(files)
+    cache_path = root / VERIFIED_CACHE
+    cache: dict = {}
+    if use_cache and cache_path.exists():
+        with contextlib.suppress(ValueError):
+            cache = json.loads(cache_path.read_text())
+    bad, changed = [], False
+    for rel in files:
+        try:
+            st = (root / rel).stat()
+        except OSError:
+            bad.append(rel)
+            continue
+        stamp = [st.st_size, st.st_mtime_ns]
+        if cache.get(rel) == stamp:
+            continue
+        if sha256_file(root / rel) != info["files"][rel]["sha256"]:
+            bad.append(rel)
+            cache.pop(rel, None)
+            changed = True
+            continue
+        cache[rel], changed = stamp, True
+    if changed:
+        with contextlib.suppress(OSError):  # a read-only dataset is simply hashed every time
+            write_json(cache_path, cache)
+    return bad
+
+
+def verify_files(root: str | Path, info: dict, files: list[str] | None = None, use_cache: bool = True) -> list[str]:
+    """`files` (default: all) after checking their sha256 against meta/info.json; a corrupt or missing one
+    is a DatasetError naming it and the fix."""
+    bad = corrupt_files(root, info, files, use_cache)
+    if bad:
+        names = "; ".join(str(Path(root) / b) for b in bad[:3]) + (" ..." if len(bad) > 3 else "")
+        raise DatasetError(
+            f"{len(bad)} corrupt or missing shard(s) in {root} (sha256 differs from meta/info.json): {names}; "
+            f"rerun the `tla data build` command that made it: it rebuilds exactly those shards"
+        )
+    return list(info["files"]) if files is None else list(files)
 
 
 def split_files(info: dict, split: str) -> list[str]:

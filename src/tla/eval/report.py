@@ -83,6 +83,22 @@ def _pooled(rows: list[dict]) -> dict:
             "mean_steps": steps / wins if wins else float("nan"), "episodes": n}
 
 
+def describe_input(inp: dict | None) -> str:
+    """'marker_flow 224 px composite, position table' ...; departures from the paper's input in bold."""
+    if not inp:
+        return "n/a"
+    parts = [inp["modality"] if inp["modality"] == "rgb" else f"**{inp['modality']}**"]
+    if "composite_size" in inp:
+        parts.append(f"{inp['composite_size']} px composite")
+    if "image_size" in inp:
+        parts.append("x".join(map(str, inp["image_size"])) + " px")
+    if inp.get("preprocess"):
+        parts.append("**" + " + ".join(inp["preprocess"]) + "**")
+    if inp.get("position_table"):
+        parts.append("**position table**")
+    return ", ".join(parts)
+
+
 def budget_section(res: dict) -> list[str]:
     """Each model's training budget, why, and whether its validation curve had flattened."""
     budgets = res.get("budgets") or {}
@@ -91,11 +107,13 @@ def budget_section(res: dict) -> list[str]:
     from tla.eval.reproduce import MODELS
 
     notes = res["preset"].get("budget_notes") or {}
-    lines = ["## Training budgets", "",
-             "Every model trains on the same split with its own budget. *Last quarter* is the relative change of "
-             "the validation loss over the last quarter of training: flat when it improved by less than 3%.", "",
-             "| run | policy | steps | batch | epochs | lr | validation loss first -> last | last quarter |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["## Inputs and training budgets", "",
+             "Every model trains on the same split with its own budget. *Input* is what it reads, from its recorded "
+             "config; **bold** marks a departure from the paper's input (raw rgb frames, no position table). "
+             "*Last quarter* is the relative change of the validation loss over the last quarter of training: "
+             "flat when it improved by less than 3%.", "",
+             "| run | policy | input | steps | batch | epochs | lr | validation loss first -> last | last quarter |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for key, name, policy, split in MODELS:
         b = budgets.get(key)
         if b is None:
@@ -103,7 +121,7 @@ def budget_section(res: dict) -> list[str]:
         p = b["plateau"]
         curve = "n/a" if p is None else f"{p['first']:.4g} -> {p['last']:.4g}"
         flat = "n/a" if p is None else f"{100 * p['change']:+.1f}% ({'flat' if p['flat'] else '**still improving**'})"
-        lines.append(f"| {key} ({split}) | {name} | {b['steps']} | {b['batch_size']} | {b['epochs']:.1f} | "
+        lines.append(f"| {key} ({split}) | {name} | {describe_input(b.get('input'))} | {b['steps']} | {b['batch_size']} | {b['epochs']:.1f} | "
                      f"{b['lr']:g} | {curve} | {flat} |")
     if notes:
         lines += ["", *[f"- **{k.upper()}**: {v}" for k, v in notes.items()]]

@@ -244,7 +244,22 @@ def training_budget(run_dir: Path) -> dict:
     steps, batch = cfg["total_steps"], cfg["train"]["batch_size"]
     return {"steps": steps, "batch_size": batch, "train_samples": cfg["train_samples"],
             "epochs": steps * batch / max(1, cfg["train_samples"]), "lr": cfg["train"]["lr"],
-            "plateau": plateau(run_dir)}
+            "plateau": plateau(run_dir), "input": model_input(cfg.get("policy_config") or {})}
+
+
+def model_input(policy_cfg: dict) -> dict:
+    """What a model reads, from its resolved config: the modality and, where the policy has them, the
+    image size, composite size, frame preprocessing and position table (the paper: rgb, raw, no table)."""
+    out = {"modality": policy_cfg.get("modality", "rgb")}
+    for key in ("image_size", "composite_size"):
+        if key in policy_cfg:
+            out[key] = policy_cfg[key]
+    pre = policy_cfg.get("preprocess")
+    if pre is not None:
+        out["preprocess"] = [k for k in ("demarker", "contrast") if pre.get(k)]
+    if "model" in policy_cfg:
+        out["position_table"] = bool(policy_cfg["model"].get("position_table"))
+    return out
 
 
 def _load(path: Path):
