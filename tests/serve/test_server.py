@@ -125,3 +125,47 @@ def test_jpeg_and_grayscale_frames_accepted(server):
     for fmt, mode in (("JPEG", "RGB"), ("PNG", "L"), ("PNG", "RGBA")):
         r = httpx.post(f"{server}/act", json={"frames": [b64(fmt, mode)] * 8, "shape": "hexagon"})
         assert r.status_code == 200, (fmt, mode, r.text)
+
+
+def test_decoded_pixels_and_decodes_in_flight_are_bounded(bc_run):
+    """16 concurrent requests of 8 PNG frames at 2048 x 2048 (inside the byte limit) took the server from
+    0.9 to 3.5 GB: frames over the pixel limit are refused from their header, and at most
+    max_decodes_in_flight requests decode at once."""
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from tla.serve import app as serve_app
+
+    big = encode_png(np.zeros((1100, 1000, 3), np.uint8))  # 1.1 MP, small as PNG
+    app = create_app(load_policy(bc_run), ServeSettings(max_image_side=2048))
+    r = TestClient(app).post("/act", json={"frames": [big] * 8, "shape": "square"})
+    assert r.status_code == 422 and "over the server's limit of 1048576" in r.text
+
+    inside, peak, lock = [0], [0], threading.Lock()
+    real = serve_app._decode_observation
+
+    def counting(req, s):
+        with lock:
+            inside[0] += 1
+            peak[0] = max(peak[0], inside[0])
+        time.sleep(0.05)  # hold the decode so that requests overlap
+        try:
+            return real(req, s)
+        finally:
+            with lock:
+                inside[0] -= 1
+
+    small = [encode_png(np.zeros((30, 40, 3), np.uint8))] * 8
+    serve_app._decode_observation = counting
+    try:
+        client = TestClient(create_app(load_policy(bc_run), ServeSettings(max_decodes_in_flight=2)))
+        threads = [threading.Thread(target=lambda: client.post("/act", json={"frames": small, "shape": "square"}))
+                   for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        serve_app._decode_observation = real
+    assert peak[0] == 2

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hmac
 import io
 import ipaddress
 import json
+import threading
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import asynccontextmanager, contextmanager
@@ -44,6 +46,10 @@ class ServeSettings:
     max_body_bytes: int = 16 * 2**20  # 8 PNG frames of 240 x 320 are ~2.5 MB as base64
     max_image_side: int = 2048  # px, per decoded image (checked before decoding)
     min_image_side: int = 3
+    # decoded pixels per image, checked from the header before decoding: 8 frames at 2048 x 2048 decode to
+    # 100 MB per request; 1 MP holds a 616 px composite or frames 3x the paper's 240 x 320
+    max_image_pixels: int = 1024 * 1024
+    max_decodes_in_flight: int = 4  # requests decoding images at once (the others wait): bounds their memory
     predict_timeout_s: float = 120.0
     api_key: str | None = None  # when set, every request needs the X-API-Key header
     frame_size: tuple[int, int] | None = None  # (H, W) composite cells are resized to; None: keep cell size
@@ -162,6 +168,9 @@ def decode_image(b64: str, field: str, s: ServeSettings) -> np.ndarray:
     w, h = img.size
     if not (s.min_image_side <= h <= s.max_image_side and s.min_image_side <= w <= s.max_image_side):
         raise _bad(field, f"image size {h}x{w} (HxW) outside [{s.min_image_side}, {s.max_image_side}] px per side")
+    if h * w > s.max_image_pixels:
+        raise _bad(field, f"image size {h}x{w} is {h * w} pixels, over the server's limit of {s.max_image_pixels}; "
+                          f"send the frames at the sensor's resolution")
     bgr = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)  # header checked: decode (faster than PIL)
     if bgr is None or bgr.shape[:2] != (h, w):
         raise _bad(field, "the image data is corrupt or truncated")
@@ -179,7 +188,13 @@ def split_composite(comp: np.ndarray, frame_size: tuple[int, int] | None) -> np.
     return np.ascontiguousarray(np.stack(cells))
 
 
-def observation(req: ActRequest, s: ServeSettings) -> np.ndarray:
+def observation(req: ActRequest, s: ServeSettings, gate: threading.BoundedSemaphore | None = None) -> np.ndarray:
+    """The request's images decoded into one observation; `gate` bounds how many requests decode at once."""
+    with gate or contextlib.nullcontext():
+        return _decode_observation(req, s)
+
+
+def _decode_observation(req: ActRequest, s: ServeSettings) -> np.ndarray:
     if req.composite is not None:
         return split_composite(decode_image(req.composite, "composite", s), s.frame_size)
     frames = [decode_image(f, f"frames[{i}]", s) for i, f in enumerate(req.frames or [])]
@@ -205,6 +220,7 @@ def create_app(policy, settings: ServeSettings | None = None, run: str | None = 
     """The server for an already loaded policy (anything with `name` and `predict`)."""
     s = settings or ServeSettings()
     batcher = MicroBatcher(policy, s.max_batch, s.max_wait_ms)
+    decoding = threading.BoundedSemaphore(max(1, s.max_decodes_in_flight))
     started = time.time()
     config, scale, model_input = _policy_info(policy)
     name = getattr(policy, "name", type(policy).__name__)
@@ -227,7 +243,7 @@ def create_app(policy, settings: ServeSettings | None = None, run: str | None = 
     @app.post("/act", response_model=ActResponse, responses={401: {}, 413: {}, 422: {}})
     def act(req: ActRequest, request: Request) -> ActResponse:
         t0 = getattr(request.state, "t_arrival", time.perf_counter())
-        obs = observation(req, s)
+        obs = observation(req, s, decoding)
         try:
             res = batcher.submit(obs, req.peg_shape()).result(timeout=s.predict_timeout_s)
         except FutureTimeout:
