@@ -32,7 +32,7 @@ def main() -> None:
     from tla.data.build import build
     from tla.data.config import preset
     from tla.data.dataset import TactileDataset
-    from tla.eval.cli import offline
+    from tla.eval.offline import evaluate_offline
     from tla.eval.offline import offline_metrics
     from tla.eval.reproduce import PRESETS
     from tla.train.cli import train_run
@@ -49,8 +49,7 @@ def main() -> None:
               resume=(run / "checkpoints" / "last").exists(), overwrite=True,
               overrides=[*args.overrides, f"model.seed={args.seed}", f"train.seed={args.seed}"])
     train_s = time.time() - t0
-    offline(run=run, data=data, split="sp_test", out=args.out / "offline", limit=0, batch_size=16, eta=0.1,
-            eta_rz=0.5, json_out=True)
+    evaluate_offline(run, data, "sp_test", args.out / "offline", progress=False)
     m = json.loads((args.out / "offline" / "metrics.json").read_text())
 
     train_ds, test_ds = TactileDataset(data, "sp_train"), TactileDataset(data, "sp_test")

@@ -21,7 +21,9 @@ from tla.data.cli import app as data_app  # noqa: E402
 
 app.add_typer(data_app, name="data", help="Tactile-action dataset: build, merge, view, stats, export.")
 from tla.eval.cli import app as eval_app  # noqa: E402
+from tla.eval.cli import oracle_episodes  # noqa: E402
 
+sim_app.command("episodes")(oracle_episodes)  # lives above the simulator: it runs the evaluator
 app.add_typer(eval_app, name="eval", help="Offline metrics (Tables I, II, Fig. 4) and closed-loop trials (III, IV).")
 from tla.serve.cli import remote_cmd, serve_cmd  # noqa: E402
 
@@ -36,8 +38,9 @@ def demo(
     seed: int = typer.Option(0),
     workers: int = typer.Option(2),
 ):
-    """The main job on the CPU: preview sheets of every peg shape, then closed-loop oracle episodes over
-    all shapes and the three clearances, with a summary table."""
+    """A tour of the simulator (~1 min): preview sheets of every peg shape, then closed-loop oracle
+    episodes over all shapes and the three clearances. The main job (`make demo`) is
+    `tla reproduce --preset tiny`."""
     import numpy as np
 
     from tla.eval.closed_loop import run_closed_loop, save_results

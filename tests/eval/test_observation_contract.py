@@ -45,7 +45,7 @@ def trained(tmp_path_factory):
 
 
 def test_a_run_records_its_spec_and_sensor_and_needs_no_dataset(trained, tmp_path):
-    from tla.eval.cli import closed_loop, run_sim_config
+    from tla.eval.closed_loop import evaluate_closed_loop, run_sim_config
     from tla.policies.registry import load_policy
 
     data, run = trained
@@ -62,8 +62,7 @@ def test_a_run_records_its_spec_and_sensor_and_needs_no_dataset(trained, tmp_pat
     try:
         cfg = run_sim_config(run, None)
         assert (cfg.render.height, cfg.render.width) == (96, 128)
-        closed_loop(run=run, clearances="2.0", shapes="square", episodes=1, out=tmp_path / "cl", seed=0,
-                    workers=1, data=None, json_out=True)
+        evaluate_closed_loop(run, [2.0], ["square"], 1, tmp_path / "cl", seed=0, workers=1, progress=False)
         assert json.loads((tmp_path / "cl" / "summary.json").read_text())[0]["episodes"] == 1
     finally:
         shutil.move(moved, str(data))
@@ -74,7 +73,8 @@ def test_evaluating_on_another_spec_is_one_error_naming_both(trained, tmp_path):
 
     from tla.data.build import build
     from tla.data.config import preset
-    from tla.eval.cli import offline, run_sim_config
+    from tla.eval.closed_loop import run_sim_config
+    from tla.eval.offline import evaluate_offline
 
     _, run = trained
     smoke = preset("smoke")
@@ -82,8 +82,7 @@ def test_evaluating_on_another_spec_is_one_error_naming_both(trained, tmp_path):
     build(dataclasses.replace(smoke, splits=smoke.splits[1:2], sim_overrides=("render.height=48", "render.width=64")),
           other, progress=False)
     with pytest.raises(ValueError, match="trained on marker_flow 96x128.*gives marker_flow 48x64"):
-        offline(run=run, data=other, split="sp_test", out=tmp_path / "o", limit=0, batch_size=4, eta=0.1,
-                eta_rz=0.5, json_out=True)
+        evaluate_offline(run, other, "sp_test", tmp_path / "o", progress=False)
     with pytest.raises(ValueError, match="trained on marker_flow 96x128"):
         run_sim_config(run, other)
 

@@ -134,7 +134,8 @@ def ablate(cfg: AblationConfig, out: Path, data: Path | None = None, reuse: Path
     seeds), e.g. while other seeds are still training in another process."""
     from tla.data.build import build, with_seed
     from tla.data.config import preset as data_preset
-    from tla.eval.cli import closed_loop, offline
+    from tla.eval.closed_loop import evaluate_closed_loop
+    from tla.eval.offline import evaluate_offline
     from tla.train.cli import train_run
 
     unknown = [v for v in cfg.variants if v not in VARIANTS]
@@ -164,11 +165,10 @@ def ablate(cfg: AblationConfig, out: Path, data: Path | None = None, reuse: Path
             train_run, data=data, out=run_dir, policy=policy, split="sp_train", preset="tiny",
             max_steps=steps, resume=(run_dir / "checkpoints" / "last").exists(), overwrite=True, overrides=overrides))
         stages.run(f"offline_{key}", partial(
-            offline, run=run_dir, data=data, split="sp_test", out=out / "offline" / key, limit=0,
-            batch_size=16, eta=0.1, eta_rz=0.5, json_out=True))
+            evaluate_offline, run=run_dir, data=data, split="sp_test", out=out / "offline" / key, progress=False))
         stages.run(f"closed_loop_{key}", partial(
-            closed_loop, run=run_dir, clearances=str(cfg.clearance), shapes=cfg.shape, episodes=cfg.episodes,
-            out=out / "closed_loop" / key, seed=0, workers=cfg.workers, data=data, json_out=True))
+            evaluate_closed_loop, run=run_dir, clearances=[cfg.clearance], shapes=[cfg.shape], episodes=cfg.episodes,
+            out=out / "closed_loop" / key, seed=0, workers=cfg.workers, data=data, progress=False))
     return _finish(out, cfg)
 
 

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 
-import numpy as np
 import typer
 from rich.console import Console
-from rich.progress import track
 
-from tla.runinfo import write_run_metadata
+from tla.sim.geometry import SHAPES
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 console = Console()
@@ -19,34 +16,6 @@ console = Console()
 
 def _csv(value: str, cast=str) -> list:
     return [cast(v.strip()) for v in value.split(",") if v.strip()]
-
-
-def run_sim_config(run: Path, data: Path | None, policy=None):
-    """The simulator config for closed-loop trials of `run`: the explicit --data's (the sensor must match the
-    observation spec the policy was trained on), else the one the run recorded beside its weights
-    (policy/observation.json), else, for runs of older versions, its training dataset's; the default config
-    with a warning when none is known."""
-    from tla.config import from_dict
-    from tla.data import store
-    from tla.policies.registry import load_policy
-    from tla.sim.config import SimConfig
-    from tla.sim.observation import ObservationSpec, check_same_spec
-
-    policy = policy if policy is not None else load_policy(run)
-    if data is not None:
-        cfg = from_dict(SimConfig, store.load_info(data, check_files=False)["sim_config"])
-        spec = ObservationSpec.of_sim(cfg, policy.observation_spec.modality) if policy.observation_spec else None
-        check_same_spec(policy.observation_spec, spec, f"the simulator of {data}")
-        return cfg
-    if policy.sim_config is not None:
-        return from_dict(SimConfig, policy.sim_config)
-    cfg_path = run / "config.json"
-    recorded = json.loads(cfg_path.read_text()).get("data") if cfg_path.exists() else None
-    if recorded and Path(recorded).exists():
-        return from_dict(SimConfig, store.load_info(Path(recorded), check_files=False)["sim_config"])
-    console.print(f"[yellow]warning:[/yellow] {run} records no simulator config and names no dataset; using "
-                  f"the default sensor ({SimConfig().render.height}x{SimConfig().render.width}); pass --data")
-    return SimConfig()
 
 
 @app.command()
@@ -63,42 +32,10 @@ def offline(
 ):
     """Tables I/II: GCR, L1 per axis (GCR samples and all), direction accuracy, one-step insertion,
     parse failures; Fig. 4 arrow plots."""
-    from tla.data.dataset import TactileDataset
-    from tla.eval.figures import arrow_plot
-    from tla.eval.offline import GoalTolerance, offline_metrics
-    from tla.policies.base import policy_modality
-    from tla.policies.registry import load_policy
-    from tla.sim.observation import check_same_spec
+    from tla.eval.offline import GoalTolerance, evaluate_offline
 
-    policy = load_policy(run)
-    ds = TactileDataset(data, split, modality=policy_modality(policy))
-    check_same_spec(policy.observation_spec, ds.observation_spec, f"{data} ({split})")
-    n = min(limit, len(ds)) if limit else len(ds)
-    actions, texts, ok, labels, errors, clearances, shapes = [], [], [], [], [], [], []
-    for start in track(range(0, n, batch_size), description=f"predict {split}", console=console, disable=json_out):
-        items = [ds[i] for i in range(start, min(start + batch_size, n))]
-        pred = policy.predict(np.stack([it["frames"] for it in items]), [it["shape"] for it in items])
-        actions.append(pred.actions)
-        texts += pred.texts or [None] * len(items)
-        ok.append(np.ones(len(items), bool) if pred.parse_ok is None else pred.parse_ok)
-        for it in items:
-            labels.append(it["action"])
-            errors.append(it["error"])
-            clearances.append(it["clearance"])
-            shapes.append(it["shape"])
-    actions, ok = np.concatenate(actions), np.concatenate(ok)
-    tol = GoalTolerance(eta, eta_rz)
-    metrics = offline_metrics(actions, labels, errors, clearances, shapes, ok, tol)
-    metrics.update(policy=getattr(policy, "name", "?"), run=str(run), data=str(data), split=split)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    with open(out / "predictions.jsonl", "w") as f:
-        for a, t, o, lab, e, s in zip(actions, texts, ok, labels, errors, shapes):
-            f.write(json.dumps({"action": np.round(a, 4).tolist(), "text": t, "parse_ok": bool(o),
-                                "label": np.round(lab, 4).tolist(), "error": np.round(e, 4).tolist(), "shape": s}) + "\n")
-    arrow_plot(errors, actions, labels, out / "fig4.png", title=f"{metrics['policy']} on {split}", tol=tol)
-    write_run_metadata(out, {"run": str(run), "data": str(data), "split": split, "limit": limit,
-                             "eta": eta, "eta_rz": eta_rz}, None)
+    metrics = evaluate_offline(run, data, split, out, limit, batch_size, GoalTolerance(eta, eta_rz),
+                               progress=not json_out)
     if metrics["collapse"]["collapsed"]:
         from tla.policies.collapse import CollapseCheck
 
@@ -123,19 +60,38 @@ def closed_loop(
     json_out: bool = typer.Option(False, "--json"),
 ):
     """Tables III/IV: success within the attempt budget (Wilson 95% CI) and mean steps."""
-    from tla.eval.closed_loop import run_closed_loop, save_results
-    from tla.eval.figures import trajectory_plot
-    from tla.policies.registry import load_policy
+    from tla.eval.closed_loop import evaluate_closed_loop
     from tla.sim.cli import print_summary
 
-    sim_cfg = run_sim_config(run, data)
-    factory = functools.partial(load_policy, str(run))
-    recs = run_closed_loop(factory, _csv(shapes), _csv(clearances, float), episodes, base_seed=seed,
-                           sim_cfg=sim_cfg, workers=workers, progress=not json_out)
-    rows = save_results(recs, out)
-    trajectory_plot(recs, out / "trajectories.png")
-    write_run_metadata(out, sim_cfg, seed)
+    rows = evaluate_closed_loop(run, _csv(clearances, float), _csv(shapes), episodes, out, seed, workers, data,
+                                progress=not json_out)
     if json_out:
         print(json.dumps(rows))
     else:
         print_summary(rows, f"{run} closed loop, {episodes} episodes per condition")
+
+
+def oracle_episodes(
+    shapes: str = typer.Option(",".join(SHAPES), help="comma-separated peg shapes"),
+    clearances: str = typer.Option("2.0,1.6,1.0", help="comma-separated clearances (mm)"),
+    n: int = typer.Option(50, "--episodes", help="episodes per condition"),
+    seed: int = typer.Option(0),
+    workers: int = typer.Option(2),
+    observe: bool = typer.Option(True, help="render tactile frames (off: geometry only, much faster)"),
+    out: Path = typer.Option(None, help="folder for records.jsonl and summary.json"),
+):
+    """Closed-loop episodes of the oracle (label) policy; prints success, Wilson CI and mean steps.
+    (Registered as `tla sim episodes` by tla.cli: it needs the evaluator, which sits above the simulator.)"""
+    from tla.eval.closed_loop import run_closed_loop, save_results, summarize
+    from tla.policies.oracle import OraclePolicy
+    from tla.runinfo import write_run_metadata
+    from tla.sim.cli import _shape, print_summary
+    from tla.sim.config import SimConfig
+
+    shape_list = [_shape(s.strip()) for s in shapes.split(",") if s.strip()]
+    clearance_list = [float(c) for c in clearances.split(",") if c.strip()]
+    recs = run_closed_loop(OraclePolicy, shape_list, clearance_list, n, base_seed=seed, workers=workers, observe=observe)
+    rows = save_results(recs, out) if out else summarize(recs)
+    print_summary(rows, f"oracle policy, {n} episodes per condition")
+    if out:
+        write_run_metadata(out, SimConfig(), seed)

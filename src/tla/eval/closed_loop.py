@@ -9,6 +9,7 @@ its own policy from a picklable factory.
 from __future__ import annotations
 
 import json
+import multiprocessing
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
@@ -90,7 +91,9 @@ def run_closed_loop(
                 results[i] = _worker((policy_factory, sim_cfg, observe, b))
                 bar.advance(task, len(b))
         else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            # spawned workers: a worker forked from a process whose BLAS / OpenMP / progress threads hold a
+            # lock can hang forever (seen twice with 0 s of CPU); a fresh interpreter costs ~2 s
+            with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
                 futures = {pool.submit(_worker, (policy_factory, sim_cfg, observe, b)): i for i, b in enumerate(batches)}
                 for fut in as_completed(futures):
                     results[futures[fut]] = fut.result()
@@ -112,6 +115,56 @@ def summarize(records: list[EpisodeRecord]) -> list[dict]:
             "ci_low": lo, "ci_high": hi,
             "mean_steps": float(np.mean([r.steps for r in wins])) if wins else float("nan"),
         })
+    return rows
+
+
+def run_sim_config(run: Path, data: Path | None, policy=None):
+    """The simulator config for closed-loop trials of `run`: the explicit --data's (the sensor must match the
+    observation spec the policy was trained on), else the one the run recorded beside its weights
+    (policy/observation.json), else, for runs of older versions, its training dataset's; the default config
+    with a warning when none is known."""
+    from rich.console import Console
+
+    from tla.config import from_dict
+    from tla.data import store
+    from tla.policies.registry import load_policy
+    from tla.sim.observation import ObservationSpec, check_same_spec
+
+    policy = policy if policy is not None else load_policy(run)
+    if data is not None:
+        cfg = from_dict(SimConfig, store.load_info(data, check_files=False)["sim_config"])
+        spec = ObservationSpec.of_sim(cfg, policy.observation_spec.modality) if policy.observation_spec else None
+        check_same_spec(policy.observation_spec, spec, f"the simulator of {data}")
+        return cfg
+    if policy.sim_config is not None:
+        return from_dict(SimConfig, policy.sim_config)
+    cfg_path = run / "config.json"
+    recorded = json.loads(cfg_path.read_text()).get("data") if cfg_path.exists() else None
+    if recorded and Path(recorded).exists():
+        return from_dict(SimConfig, store.load_info(Path(recorded), check_files=False)["sim_config"])
+    Console(stderr=True).print(f"[yellow]warning:[/yellow] {run} records no simulator config and names no dataset; using "
+                  f"the default sensor ({SimConfig().render.height}x{SimConfig().render.width}); pass --data")
+    return SimConfig()
+
+
+def evaluate_closed_loop(run, clearances: list[float], shapes: list[str], episodes: int, out, seed: int = 0,
+                         workers: int = 2, data=None, progress: bool = True) -> list[dict]:
+    """Closed-loop trials of the trained `run` on the sensor it was trained on (see run_sim_config): writes
+    out/{records.jsonl, summary.json, trajectories.png, run metadata}; returns the summary rows."""
+    import functools
+
+    from tla.eval.figures import trajectory_plot
+    from tla.policies.registry import load_policy
+    from tla.runinfo import write_run_metadata
+
+    run, out = Path(run), Path(out)
+    sim_cfg = run_sim_config(run, Path(data) if data is not None else None)
+    factory = functools.partial(load_policy, str(run))
+    recs = run_closed_loop(factory, list(shapes), [float(c) for c in clearances], episodes, base_seed=seed,
+                           sim_cfg=sim_cfg, workers=workers, progress=progress)
+    rows = save_results(recs, out)
+    trajectory_plot(recs, out / "trajectories.png")
+    write_run_metadata(out, sim_cfg, seed)
     return rows
 
 

@@ -50,7 +50,8 @@ def one_step_inserts(errors, actions, clearances, shapes, size: float = 10.0, ar
 
 
 def offline_metrics(actions, labels, errors, clearances, shapes, parse_ok=None,
-                    tol: GoalTolerance = GoalTolerance()) -> dict:
+                    tol: GoalTolerance = GoalTolerance(), peg_size: float = 10.0, area_tol: float = 1e-3) -> dict:
+    """Tables I/II metrics; `peg_size` / `area_tol` are the dataset's geometry (one-step insertion)."""
     actions, labels, errors = (np.asarray(x, dtype=float).reshape(-1, 3) for x in (actions, labels, errors))
     clearances = np.broadcast_to(np.asarray(clearances, dtype=float), (len(actions),))
     n = len(actions)
@@ -65,7 +66,8 @@ def offline_metrics(actions, labels, errors, clearances, shapes, parse_ok=None,
         "samples": n,
         "gcr": float(goal.mean()) if n else float("nan"),
         "gcr_samples": int(goal.sum()),
-        "one_step_insertion": float(one_step_inserts(errors, actions, clearances, shapes).mean()) if n else float("nan"),
+        "one_step_insertion": float(one_step_inserts(errors, actions, clearances, shapes, peg_size, area_tol).mean())
+        if n else float("nan"),
         "parse_failure_rate": float(1 - ok.mean()) if n else float("nan"),
         "tolerance": {"eta_mm": tol.eta, "eta_rz_deg": tol.eta_rz},
         "collapse": check_collapse(actions).to_dict(),
@@ -75,3 +77,54 @@ def offline_metrics(actions, labels, errors, clearances, shapes, parse_ok=None,
         out[f"l1_{axis}_all"] = float(l1[:, i].mean()) if n else float("nan")
         out[f"direction_{axis}"] = float(direction[:, i].mean()) if n else float("nan")
     return out
+
+
+def evaluate_offline(run, data, split: str, out, limit: int = 0, batch_size: int = 16,
+                     tol: GoalTolerance = GoalTolerance(), progress: bool = True) -> dict:
+    """Score the trained `run` on `split` of `data` (read in the run's modality; its spec must match the
+    run's): writes out/{metrics.json, predictions.jsonl, fig4.png, run metadata}; returns the metrics."""
+    import json
+    from pathlib import Path
+
+    from tla.config import from_dict
+    from tla.data.dataset import TactileDataset
+    from tla.eval.figures import arrow_plot
+    from tla.policies.base import policy_modality
+    from tla.policies.registry import load_policy
+    from tla.progress import progress_bar
+    from tla.runinfo import write_run_metadata
+    from tla.sim.config import SimConfig
+    from tla.sim.observation import check_same_spec
+
+    out = Path(out)
+    policy = load_policy(run)
+    ds = TactileDataset(data, split, modality=policy_modality(policy))
+    check_same_spec(policy.observation_spec, ds.observation_spec, f"{data} ({split})")
+    geometry = from_dict(SimConfig, ds.sim_config).geometry
+    n = min(limit, len(ds)) if limit else len(ds)
+    actions, texts, ok, items_meta = [], [], [], []
+    with progress_bar(f"predict {split}", "samples", enabled=progress, transient=True) as bar:
+        task = bar.add_task("predict", total=n)
+        for start in range(0, n, batch_size):
+            items = [ds[i] for i in range(start, min(start + batch_size, n))]
+            pred = policy.predict(np.stack([it["frames"] for it in items]), [it["shape"] for it in items])
+            actions.append(pred.actions)
+            texts += pred.texts or [None] * len(items)
+            ok.append(np.ones(len(items), bool) if pred.parse_ok is None else pred.parse_ok)
+            items_meta += [(it["action"], it["error"], it["clearance"], it["shape"]) for it in items]
+            bar.advance(task, len(items))
+    labels, errors, clearances, shapes = (list(col) for col in zip(*items_meta))
+    actions, ok = np.concatenate(actions), np.concatenate(ok)
+    metrics = offline_metrics(actions, labels, errors, clearances, shapes, ok, tol, geometry.peg_size,
+                              geometry.insert_area_tol)
+    metrics.update(policy=getattr(policy, "name", "?"), run=str(run), data=str(data), split=split)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    with open(out / "predictions.jsonl", "w") as f:
+        for a, t, o, lab, e, s in zip(actions, texts, ok, labels, errors, shapes):
+            f.write(json.dumps({"action": np.round(a, 4).tolist(), "text": t, "parse_ok": bool(o),
+                                "label": np.round(lab, 4).tolist(), "error": np.round(e, 4).tolist(), "shape": s}) + "\n")
+    arrow_plot(errors, actions, labels, out / "fig4.png", title=f"{metrics['policy']} on {split}", tol=tol)
+    write_run_metadata(out, {"run": str(run), "data": str(data), "split": split, "limit": limit,
+                             "eta": tol.eta, "eta_rz": tol.eta_rz}, None)
+    return metrics

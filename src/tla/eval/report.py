@@ -6,7 +6,7 @@ import json
 import math
 from pathlib import Path
 
-from tla.eval.reproduce import PAPER, TABLE3_CLEARANCES, TABLE4_SHAPES
+from tla.eval.tables import MODELS, PAPER, TABLE3_CLEARANCES, TABLE4_SHAPES
 from tla.runinfo import describe_hardware
 
 
@@ -104,8 +104,6 @@ def budget_section(res: dict) -> list[str]:
     budgets = res.get("budgets") or {}
     if not budgets:
         return []
-    from tla.eval.reproduce import MODELS
-
     notes = res["preset"].get("budget_notes") or {}
     lines = ["## Inputs and training budgets", "",
              "Every model trains on the same split with its own budget. *Input* is what it reads, from its recorded "

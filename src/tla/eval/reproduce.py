@@ -17,41 +17,19 @@ from pathlib import Path
 
 from rich.console import Console
 
+from tla.eval.report import collapse_warnings, write_report
+from tla.eval.tables import (
+    MODELS,
+    TABLE1,
+    TABLE2,
+    TABLE3_CLEARANCES,
+    TABLE3_MODELS,
+    TABLE4_MODELS,
+    TABLE4_SHAPES,
+)
 from tla.runinfo import hardware, run_metadata
 
 console = Console()
-
-# (run key, row name, policy, training split)
-MODELS = (
-    ("bc_sp", "BC", "bc", "sp_train"),
-    ("dp_sp", "DP", "dp", "sp_train"),
-    ("sp_tla", "SP-TLA", "tla", "sp_train"),
-    ("bc_mp", "BC", "bc", "mp_train"),
-    ("dp_mp", "DP", "dp", "mp_train"),
-    ("mp_tla", "MP-TLA", "tla", "mp_train"),
-)
-TABLE1 = (("bc_sp", "sp_test"), ("dp_sp", "sp_test"), ("sp_tla", "sp_test"))
-TABLE2 = tuple((m, s) for m in ("bc_mp", "dp_mp", "mp_tla") for s in ("mp_test_id", "mp_test_ood"))
-TABLE3_MODELS, TABLE3_CLEARANCES = ("bc_sp", "dp_sp", "sp_tla", "mp_tla"), (2.0, 1.6, 1.0)
-TABLE4_MODELS, TABLE4_SHAPES = ("bc_mp", "dp_mp", "sp_tla", "mp_tla"), ("square", "triangle", "round", "hexagon")
-
-# The paper's numbers (arXiv 2503.08548, Tables I-IV).
-PAPER = {
-    "table1": {"BC": (10.4, 0.803, 0.302, 0.205), "DP": (8.5, 0.370, 0.382, 0.568),
-               "SP-TLA": (12.5, 0.079, 0.122, 0.173)},
-    "table2": {"BC": ((18.4, 0.260, 0.655, 0.186), (15.2, 0.286, 0.722, 0.246)),
-               "DP": ((7.4, 0.371, 0.348, 0.480), (8.0, 0.386, 0.369, 0.544)),
-               "MP-TLA": ((18.4, 0.102, 0.114, 0.135), (16.5, 0.121, 0.102, 0.184))},
-    "table3": {"BC": ((44, 2.60), (32, 4.00), (18, 4.44), (31, 3.68)),
-               "DP": ((58, 2.45), (43, 4.35), (20, 4.70), (40, 3.83)),
-               "SP-TLA": ((96, 3.15), (94, 3.77), (74, 4.37), (88, 3.76)),
-               "MP-TLA": ((94, 3.04), (86, 3.30), (90, 4.35), (90, 3.56))},
-    "table4": {"BC": ((60, 3.37), (84, 2.67), (62, 2.84), (66, 2.30)),
-               "DP": ((60, 3.60), (60, 3.40), (56, 2.89), (54, 2.37)),
-               "SP-TLA": ((96, 3.15), (76, 2.82), (92, 2.80), (90, 2.78)),
-               "MP-TLA": ((94, 3.04), (92, 1.80), (94, 2.66), (96, 3.00))},
-}
-
 
 @dataclass
 class ReproducePreset:
@@ -121,7 +99,8 @@ class Stages:
 def reproduce(preset: ReproducePreset, out: Path, data: Path | None = None) -> dict:
     from tla.data.build import build, with_seed
     from tla.data.config import preset as data_preset
-    from tla.eval.cli import closed_loop, offline
+    from tla.eval.closed_loop import evaluate_closed_loop
+    from tla.eval.offline import evaluate_offline
     from tla.train.cli import train_run
 
     data = data or out / "data"
@@ -147,24 +126,22 @@ def reproduce(preset: ReproducePreset, out: Path, data: Path | None = None) -> d
             overrides=preset.train_overrides + (preset.tla_overrides if policy == "tla" else [])))
     for key, split in TABLE1 + TABLE2:
         stages.run(f"offline_{key}_{split}", partial(
-            offline, run=out / "runs" / key, data=data, split=split, out=out / "offline" / key / split, limit=0,
-            batch_size=16, eta=0.1, eta_rz=0.5, json_out=True))
-    trials = {"t3": (TABLE3_MODELS, ",".join(map(str, TABLE3_CLEARANCES)), "square"),
-              "t4": (TABLE4_MODELS, "2.0", ",".join(TABLE4_SHAPES))}
+            evaluate_offline, run=out / "runs" / key, data=data, split=split, out=out / "offline" / key / split,
+            progress=False))
+    trials = {"t3": (TABLE3_MODELS, list(TABLE3_CLEARANCES), ["square"]),
+              "t4": (TABLE4_MODELS, [2.0], list(TABLE4_SHAPES))}
     for table, (models, clearances, shapes) in trials.items():
         for key in models:
             stages.run(f"closed_loop_{table}_{key}", partial(
-                closed_loop, run=out / "runs" / key, clearances=clearances, shapes=shapes, episodes=preset.episodes,
-                out=out / "closed_loop" / f"table{table[1]}" / key, seed=preset.seed, workers=preset.workers,
-                data=data, json_out=True))
+                evaluate_closed_loop, run=out / "runs" / key, clearances=clearances, shapes=shapes,
+                episodes=preset.episodes, out=out / "closed_loop" / f"table{table[1]}" / key, seed=preset.seed,
+                workers=preset.workers, data=data, progress=False))
     for table, (_, clearances, shapes) in trials.items():  # the reference: same episode seeds, true errors
         stages.run(f"closed_loop_{table}_oracle", partial(
             oracle_closed_loop, out=out / "closed_loop" / f"table{table[1]}" / "oracle", data=data,
             clearances=clearances, shapes=shapes, episodes=preset.episodes, seed=preset.seed, workers=preset.workers))
     results = collect(out, preset)
     (out / "results.json").write_text(json.dumps(json_safe(results), indent=2, allow_nan=False))
-    from tla.eval.report import collapse_warnings, write_report
-
     write_report(out, results)
     for line in collapse_warnings(results):
         console.print(f"[bold red]COLLAPSED[/bold red] {line[2:]}", highlight=False)
@@ -208,7 +185,7 @@ class ReproduceError(ValueError):
     pass
 
 
-def oracle_closed_loop(out: Path, data: Path, clearances: str, shapes: str, episodes: int, seed: int,
+def oracle_closed_loop(out: Path, data: Path, clearances: list[float], shapes: list[str], episodes: int, seed: int,
                        workers: int) -> None:
     """The oracle (true error -> label) on the same episode list as the models: the steps to compare with."""
     from tla.config import from_dict
@@ -219,7 +196,7 @@ def oracle_closed_loop(out: Path, data: Path, clearances: str, shapes: str, epis
     from tla.sim.config import SimConfig
 
     sim_cfg = from_dict(SimConfig, store.load_info(data, check_files=False)["sim_config"])
-    recs = run_closed_loop(OraclePolicy, shapes.split(","), [float(c) for c in clearances.split(",")], episodes,
+    recs = run_closed_loop(OraclePolicy, list(shapes), [float(c) for c in clearances], episodes,
                            base_seed=seed, sim_cfg=sim_cfg, workers=workers, observe=False, progress=False)
     save_results(recs, out)
     write_run_metadata(out, sim_cfg, seed)

@@ -94,27 +94,3 @@ def print_summary(rows: list[dict], title: str) -> None:
         table.add_row(r["shape"], f"{r['clearance']:.1f}", str(r["episodes"]), f"{100 * r['success']:.1f}%",
                       f"[{100 * r['ci_low']:.1f}, {100 * r['ci_high']:.1f}]", f"{r['mean_steps']:.2f}")
     console.print(table)
-
-
-@app.command()
-def episodes(
-    shapes: str = typer.Option(",".join(SHAPES), help="comma-separated peg shapes"),
-    clearances: str = typer.Option("2.0,1.6,1.0", help="comma-separated clearances (mm)"),
-    n: int = typer.Option(50, "--episodes", help="episodes per condition"),
-    seed: int = typer.Option(0),
-    workers: int = typer.Option(2),
-    observe: bool = typer.Option(True, help="render tactile frames (off: geometry only, much faster)"),
-    out: Path = typer.Option(None, help="folder for records.jsonl and summary.json"),
-):
-    """Closed-loop episodes of the oracle (label) policy; prints success, Wilson CI and mean steps."""
-    from tla.eval.closed_loop import run_closed_loop, save_results, summarize
-    from tla.policies.oracle import OraclePolicy
-    from tla.runinfo import write_run_metadata
-
-    shape_list = [_shape(s.strip()) for s in shapes.split(",") if s.strip()]
-    clearance_list = [float(c) for c in clearances.split(",") if c.strip()]
-    recs = run_closed_loop(OraclePolicy, shape_list, clearance_list, n, base_seed=seed, workers=workers, observe=observe)
-    rows = save_results(recs, out) if out else summarize(recs)
-    print_summary(rows, f"oracle policy, {n} episodes per condition")
-    if out:
-        write_run_metadata(out, SimConfig(), seed)
