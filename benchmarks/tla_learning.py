@@ -32,8 +32,7 @@ def main() -> None:
     from tla.data.build import build
     from tla.data.config import preset
     from tla.data.dataset import TactileDataset
-    from tla.eval.offline import evaluate_offline
-    from tla.eval.offline import offline_metrics
+    from tla.eval.offline import evaluate_offline, offline_metrics
     from tla.eval.reproduce import PRESETS
     from tla.train.cli import train_run
 
