@@ -61,6 +61,13 @@ def test_slices_merge_to_the_full_build(smoke_ds, smoke_cfg, tmp_path):
         assert build(smoke_cfg, p, shard_index=k, num_shards=2, progress=False) is None
     info = merge(tmp_path / "merged", parts)
     assert info["content_hash"] == smoke_ds[1]["content_hash"]
+    # a slice of another build is named (the error used to name its neighbour)
+    import dataclasses
+
+    other = tmp_path / "other"
+    build(dataclasses.replace(smoke_cfg, seed=9), other, shard_index=1, num_shards=2, max_shards=1, progress=False)
+    with pytest.raises(store.DatasetError, match=rf"{other} was built with a different config.*than {parts[0]}"):
+        merge(tmp_path / "merged2", [parts[0], other])
 
 
 def test_split_sizes_shapes_and_disjoint_episodes(smoke_ds, smoke_cfg):

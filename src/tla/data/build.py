@@ -354,15 +354,17 @@ def merge(out: str | Path, inputs: list[str | Path]) -> dict:
     import shutil
 
     out = Path(out)
-    records = [store.read_build(Path(i)) for i in inputs]
+    sources = [(store.read_build(Path(i)), Path(i)) for i in inputs]
     if out.exists() and (out / "meta" / "build.json").exists():
-        records.insert(0, store.read_build(out))
-    if not records:
+        sources.insert(0, (store.read_build(out), out))
+    if not sources:
         raise DatasetError("nothing to merge: give the slice directories")
-    for r, src in zip(records[1:], inputs):
-        if not _same_build(records[0], r):
-            raise DatasetError(f"{src} was built with a different config or code version; it cannot be merged")
-    store.write_json(out / "meta" / "build.json", records[0])
+    reference, first = sources[0]
+    for record, src in sources[1:]:
+        if not _same_build(reference, record):
+            raise DatasetError(f"{src} was built with a different config or code version than {first}; "
+                               "it cannot be merged")
+    store.write_json(out / "meta" / "build.json", reference)
     for src in map(Path, inputs):
         if src.resolve() == out.resolve():
             continue
