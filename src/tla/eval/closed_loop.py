@@ -84,6 +84,7 @@ def run_closed_loop(
     jobs = [(s, float(c), seed) for s in shapes for c in clearances for seed in seeds]
     batches = [jobs[i : i + chunk] for i in range(0, len(jobs), chunk)]
     results: list[list[dict]] = [None] * len(batches)  # type: ignore[list-item]
+    workers = min(workers, len(batches))  # a spawned worker costs seconds: none for a single batch
     with progress_bar("closed loop", "episodes", enabled=progress, transient=True) as bar:
         task = bar.add_task("episodes", total=len(jobs))
         if workers <= 1:
