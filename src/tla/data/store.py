@@ -224,6 +224,14 @@ def verify_files(root: str | Path, info: dict, files: list[str] | None = None, u
     return list(info["files"]) if files is None else list(files)
 
 
+def dataset_sim_config(root: str | Path):
+    """The `SimConfig` that rendered the dataset in `root` (from meta/info.json; shards are not read)."""
+    from tla.config import from_dict
+    from tla.sim.config import SimConfig
+
+    return from_dict(SimConfig, load_info(root, check_files=False)["sim_config"])
+
+
 def split_files(info: dict, split: str) -> list[str]:
     if split not in info["splits"]:
         raise DatasetError(f"split {split!r} is not in this dataset; it has {sorted(info['splits'])}")

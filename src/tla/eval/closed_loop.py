@@ -18,6 +18,7 @@ from typing import Callable
 
 import numpy as np
 
+from tla.config import from_dict
 from tla.eval.metrics import wilson_interval
 from tla.policies.base import policy_modality
 from tla.progress import progress_bar
@@ -119,30 +120,28 @@ def summarize(records: list[EpisodeRecord]) -> list[dict]:
     return rows
 
 
-def run_sim_config(run: Path, data: Path | None, policy=None):
+def run_sim_config(run: Path, data: Path | None):
     """The simulator config for closed-loop trials of `run`: the explicit --data's (the sensor must match the
     observation spec the policy was trained on), else the one the run recorded beside its weights
     (policy/observation.json), else, for runs of older versions, its training dataset's; the default config
     with a warning when none is known."""
     from rich.console import Console
 
-    from tla.config import from_dict
-    from tla.data import store
-    from tla.policies.registry import load_policy
+    from tla.data.store import dataset_sim_config
+    from tla.policies.registry import trained_on
     from tla.sim.observation import ObservationSpec, check_same_spec
 
-    policy = policy if policy is not None else load_policy(run)
+    spec, recorded_sim = trained_on(run)
     if data is not None:
-        cfg = from_dict(SimConfig, store.load_info(data, check_files=False)["sim_config"])
-        spec = ObservationSpec.of_sim(cfg, policy.observation_spec.modality) if policy.observation_spec else None
-        check_same_spec(policy.observation_spec, spec, f"the simulator of {data}")
+        cfg = dataset_sim_config(data)
+        check_same_spec(spec, ObservationSpec.of_sim(cfg, spec.modality) if spec else None, f"the simulator of {data}")
         return cfg
-    if policy.sim_config is not None:
-        return from_dict(SimConfig, policy.sim_config)
+    if recorded_sim is not None:
+        return from_dict(SimConfig, recorded_sim)
     cfg_path = run / "config.json"
     recorded = json.loads(cfg_path.read_text()).get("data") if cfg_path.exists() else None
     if recorded and Path(recorded).exists():
-        return from_dict(SimConfig, store.load_info(Path(recorded), check_files=False)["sim_config"])
+        return dataset_sim_config(recorded)
     Console(stderr=True).print(f"[yellow]warning:[/yellow] {run} records no simulator config and names no dataset; using "
                   f"the default sensor ({SimConfig().render.height}x{SimConfig().render.width}); pass --data")
     return SimConfig()

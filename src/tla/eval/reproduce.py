@@ -188,14 +188,12 @@ class ReproduceError(ValueError):
 def oracle_closed_loop(out: Path, data: Path, clearances: list[float], shapes: list[str], episodes: int, seed: int,
                        workers: int) -> None:
     """The oracle (true error -> label) on the same episode list as the models: the steps to compare with."""
-    from tla.config import from_dict
-    from tla.data import store
+    from tla.data.store import dataset_sim_config
     from tla.eval.closed_loop import run_closed_loop, save_results
     from tla.policies.oracle import OraclePolicy
     from tla.runinfo import write_run_metadata
-    from tla.sim.config import SimConfig
 
-    sim_cfg = from_dict(SimConfig, store.load_info(data, check_files=False)["sim_config"])
+    sim_cfg = dataset_sim_config(data)
     recs = run_closed_loop(OraclePolicy, list(shapes), [float(c) for c in clearances], episodes,
                            base_seed=seed, sim_cfg=sim_cfg, workers=workers, observe=False, progress=False)
     save_results(recs, out)

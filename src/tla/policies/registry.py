@@ -88,12 +88,18 @@ def save_policy(policy, directory: str | Path) -> None:
 
 def load_policy(run_dir: str | Path):
     """Load any registered policy from a run dir, a checkpoint dir or a policy dir; no extra arguments."""
+    policy = policy_class(policy_name(run_dir)).load(policy_dir(run_dir))
+    policy.observation_spec, policy.sim_config = trained_on(run_dir)
+    return policy
+
+
+def trained_on(run_dir: str | Path):
+    """(ObservationSpec, sim config dict) a saved policy records in `observation.json`, without loading its
+    weights; (None, None) for policies saved by versions that did not record them."""
     from tla.sim.observation import ObservationSpec
 
-    d = policy_dir(run_dir)
-    policy = policy_class(policy_name(run_dir)).load(d)
-    if (d / OBSERVATION_FILE).exists():
-        record = json.loads((d / OBSERVATION_FILE).read_text())
-        policy.observation_spec = ObservationSpec.from_dict(record["observation"])
-        policy.sim_config = record.get("sim_config")
-    return policy
+    path = policy_dir(run_dir) / OBSERVATION_FILE
+    if not path.exists():
+        return None, None
+    record = json.loads(path.read_text())
+    return ObservationSpec.from_dict(record["observation"]), record.get("sim_config")
