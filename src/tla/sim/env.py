@@ -56,9 +56,11 @@ class PegInHoleEnv(gym.Env):
         self._obs = np.zeros(self.observation_space.shape, np.uint8)
 
     # -- helpers -------------------------------------------------------------------------------------
-    def _collides(self, error: np.ndarray) -> bool:
+    def _collides(self, error: np.ndarray, shape: str | None = None, clearance: float | None = None) -> bool:
+        """Whether an attempt at `error` collides (default: with the env's current shape and clearance)."""
         g = self.cfg.geometry
-        return not geo.inserts(self.shape, self.clearance, error, g.peg_size, g.insert_area_tol, g.circle_segments)
+        shape, clearance = shape or self.shape, self.clearance if clearance is None else clearance
+        return not geo.inserts(shape, clearance, error, g.peg_size, g.insert_area_tol, g.circle_segments)
 
     def _attempt(self) -> bool:
         """Make one attempt at the current error; returns True on insertion."""
@@ -91,13 +93,7 @@ class PegInHoleEnv(gym.Env):
         if unknown:
             raise ValueError(f"unknown reset option(s) {sorted(unknown)}; the options are shape, clearance, error")
         shape = geo.check_shape(options.get("shape", self.shape))
-        clearance = options.get("clearance", self.clearance)
-        try:
-            clearance = float(clearance)
-        except (TypeError, ValueError):
-            raise ValueError(f"clearance must be a number in mm, got {clearance!r}") from None
-        if not np.isfinite(clearance) or clearance <= 0:
-            raise ValueError(f"clearance must be a positive, finite number of mm, got {clearance}")
+        clearance = geo.check_clearance(options.get("clearance", self.clearance))
         error = None
         if "error" in options:
             error = _finite_vector(options["error"], "start error (ex mm, ey mm, erz deg)")
@@ -105,8 +101,7 @@ class PegInHoleEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         shape, clearance, error = self._checked_options(options or {})
-        if error is not None and geo.inserts(shape, clearance, error, self.cfg.geometry.peg_size,
-                                             self.cfg.geometry.insert_area_tol, self.cfg.geometry.circle_segments):
+        if error is not None and not self._collides(error, shape, clearance):
             raise ValueError(f"start error {error.tolist()} inserts at once; an episode starts colliding")
         super().reset(seed=seed)
         self.shape, self.clearance = shape, clearance

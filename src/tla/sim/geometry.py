@@ -31,6 +31,17 @@ def check_shape(shape: str) -> str:
     return shape
 
 
+def check_clearance(clearance) -> float:
+    """The total assembly clearance as a float: a positive, finite number of mm, else ValueError."""
+    try:
+        c = float(clearance)
+    except (TypeError, ValueError):
+        raise ValueError(f"clearance must be a number in mm, got {clearance!r}") from None
+    if not (np.isfinite(c) and c > 0):
+        raise ValueError(f"clearance must be a positive, finite number of mm, got {c}")
+    return c
+
+
 def _regular_polygon(n: int, circumradius: float, first_vertex_angle: float) -> np.ndarray:
     a = first_vertex_angle + 2 * np.pi * np.arange(n) / n
     return np.stack([circumradius * np.cos(a), circumradius * np.sin(a)], axis=1)

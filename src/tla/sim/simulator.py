@@ -75,8 +75,7 @@ def simulate_attempt(
     g, rc = cfg.geometry, cfg.render
     geo.check_shape(shape)
     error = np.asarray(error, dtype=np.float64).reshape(3)
-    if not (np.isfinite(clearance) and clearance > 0):
-        raise ValueError(f"clearance must be a positive, finite number of mm, got {clearance}")
+    clearance = geo.check_clearance(clearance)
     if not np.isfinite(error).all():
         raise ValueError(f"pose error (ex mm, ey mm, erz deg) must be finite, got {error.tolist()}")
     params = draw_params(cfg, rng)
