@@ -214,6 +214,7 @@ def corrupt_files(root: str | Path, info: dict, files: list[str] | None = None, 
 def verify_files(root: str | Path, info: dict, files: list[str] | None = None, use_cache: bool = True) -> list[str]:
     """`files` (default: all) after checking their sha256 against meta/info.json; a corrupt or missing one
     is a DatasetError naming it and the fix."""
+    files = list(info["files"]) if files is None else list(files)
     bad = corrupt_files(root, info, files, use_cache)
     if bad:
         names = "; ".join(str(Path(root) / b) for b in bad[:3]) + (" ..." if len(bad) > 3 else "")
@@ -221,7 +222,7 @@ def verify_files(root: str | Path, info: dict, files: list[str] | None = None, u
             f"{len(bad)} corrupt or missing shard(s) in {root} (sha256 differs from meta/info.json): {names}; "
             f"rerun the `tla data build` command that made it: it rebuilds exactly those shards"
         )
-    return list(info["files"]) if files is None else list(files)
+    return files
 
 
 def dataset_sim_config(root: str | Path):
