@@ -13,4 +13,8 @@ __all__ = [
 import gymnasium as _gym
 
 if "TLA/PegInHole-v0" not in _gym.registry:
-    _gym.register(id="TLA/PegInHole-v0", entry_point="tla.sim.env:PegInHoleEnv")
+    # The env truncates itself after `max_attempts` attempts, the first made by reset(): max_attempts - 1
+    # steps. TimeLimit says the same (LeRobot reads it as the rollout length); with another
+    # `sim_config.max_attempts`, pass `max_episode_steps=max_attempts - 1` to gym.make as well.
+    _gym.register(id="TLA/PegInHole-v0", entry_point="tla.sim.env:PegInHoleEnv",
+                  max_episode_steps=SimConfig().max_attempts - 1)

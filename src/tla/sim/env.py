@@ -4,9 +4,21 @@ reset() draws a misalignment whose first attempt collides and returns that attem
 observation (8 frames, left t0..t3 then right t0..t3, in the env's `modality`: camera `rgb` by default,
 or `marker_flow` / `depth` rendered as images, see `tla.sim.modality`). step((dx, dy, drz)) moves the peg by the action
 (mm, mm, deg) and makes the next attempt: terminated on insertion (reward 1), truncated after
-`max_attempts` attempts in all. `info` carries the true pose error, the label and the attempt count.
+`max_attempts` attempts in all (`max_attempts - 1` steps, the registered `max_episode_steps`). `info`
+carries the true pose error, the label, the attempt count, `is_success` (True exactly when the peg is
+inserted) and `task_description` (the language instruction for the peg shape, `tla.data.text.instruction`;
+also the env attributes `task_description` and `task`, as LeRobot's gym envs expose them).
 Every attempt draws its randomness from a Generator seeded by (episode seed, attempt index), so an
 episode replays exactly from `reset(seed=...)`.
+
+`obs_type` picks the observation layout (the frames are the same in each):
+  - `frames` (default): one uint8 Box (8, H, W, 3), frames in the order above;
+  - `pixels`: LeRobot's gym-env layout, `{"pixels": {"left_t0": (H, W, 3), ..., "right_t3": ...}}`, which
+    LeRobot's `preprocess_observation` maps to `observation.images.left_t0` etc.;
+  - `pixels_environment_state`: `pixels` plus `environment_state`, the TRUE pose error (ex mm, ey mm,
+    erz deg) as float32 (3,). This is privileged simulator state (a real robot does not know it), for
+    state-based baselines and debugging, never for a tactile policy. There is no `agent_pos`: the peg's
+    pose relative to the hole is the only state, and it is exactly what the policy must infer by touch.
 """
 
 from __future__ import annotations
@@ -17,6 +29,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from tla.data.text import instruction
 from tla.sim import geometry as geo
 from tla.sim.compose import make_composite
 from tla.sim.config import SimConfig
@@ -27,6 +40,7 @@ from tla.sim.observation import ObservationSpec
 from tla.sim.simulator import simulate_attempt
 
 ACTION_LIMIT = np.array([3.0, 3.0, 6.0], dtype=np.float32)  # mm, mm, deg: well beyond any label
+OBS_TYPES = ("frames", "pixels", "pixels_environment_state")
 
 
 class PegInHoleEnv(gym.Env):
@@ -40,6 +54,7 @@ class PegInHoleEnv(gym.Env):
         observe: bool = True,
         render_mode: str | None = None,
         modality: str = "rgb",
+        obs_type: str = "frames",
     ):
         self.cfg = sim_config or SimConfig()
         self.shape = geo.check_shape(shape)
@@ -48,12 +63,23 @@ class PegInHoleEnv(gym.Env):
         self.render_mode = render_mode
         self.modality = check_modality(modality)  # what the observation shows (tla.sim.modality)
         self.observation_spec = ObservationSpec.of_sim(self.cfg, self.modality)
-        self.observation_space = spaces.Box(0, 255, self.observation_spec.shape, np.uint8)
+        self.obs_type = _check_obs_type(obs_type)
+        self.observation_space = _observation_space(self.observation_spec, self.obs_type)
         self.action_space = spaces.Box(-ACTION_LIMIT, ACTION_LIMIT, dtype=np.float32)
         self._error = np.zeros(3)
         self._attempts = 0
         self._episode_seed = 0
-        self._obs = np.zeros(self.observation_space.shape, np.uint8)
+        self._frames = self._blank_frames()
+
+    @property
+    def task_description(self) -> str:
+        """The language instruction for the current peg shape (LeRobot's `task_description`)."""
+        return instruction(self.shape)
+
+    @property
+    def task(self) -> str:
+        """LeRobot's other task attribute: the same instruction (a LeRobot dataset's `task` is the prompt)."""
+        return self.task_description
 
     # -- helpers -------------------------------------------------------------------------------------
     def _collides(self, error: np.ndarray, shape: str | None = None, clearance: float | None = None) -> bool:
@@ -62,19 +88,32 @@ class PegInHoleEnv(gym.Env):
         shape, clearance = shape or self.shape, self.clearance if clearance is None else clearance
         return not geo.inserts(shape, clearance, error, g.peg_size, g.insert_area_tol, g.circle_segments)
 
+    def _blank_frames(self) -> np.ndarray:
+        """All-zero frames: what an insertion (no contact) or `observe=False` shows."""
+        return np.zeros(self.observation_spec.shape, np.uint8)
+
     def _attempt(self) -> bool:
         """Make one attempt at the current error; returns True on insertion."""
         rng = np.random.default_rng([self._episode_seed, self._attempts])
         self._attempts += 1
         if not self.observe:  # geometry decides the outcome; no mechanics or images needed
-            self._obs = np.zeros(self.observation_space.shape, np.uint8)
+            self._frames = self._blank_frames()
             return not self._collides(self._error)
         res = simulate_attempt(self.cfg, self.shape, self.clearance, self._error, rng)
         if res.inserted:
-            self._obs = np.zeros(self.observation_space.shape, np.uint8)
+            self._frames = self._blank_frames()
         else:
-            self._obs = observe_modality(res, self.cfg.render, self.modality)
+            self._frames = observe_modality(res, self.cfg.render, self.modality)
         return res.inserted
+
+    def _observation(self):
+        """The last attempt's frames in the layout of `obs_type` (exactly `observation_space`)."""
+        if self.obs_type == "frames":
+            return self._frames
+        obs = {"pixels": dict(zip(self.observation_spec.frame_names, self._frames))}
+        if self.obs_type == "pixels_environment_state":
+            obs["environment_state"] = self._error.astype(np.float32)  # privileged: the true pose error
+        return obs
 
     def _info(self, inserted: bool) -> dict:
         return {
@@ -82,8 +121,10 @@ class PegInHoleEnv(gym.Env):
             "label": action_label(self._error, self.clearance, self.cfg.labels),
             "attempts": self._attempts,
             "inserted": inserted,
+            "is_success": bool(inserted),  # the Gymnasium / LeRobot success key
             "shape": self.shape,
             "clearance": self.clearance,
+            "task_description": self.task_description,
         }
 
     # -- gymnasium API -------------------------------------------------------------------------------
@@ -118,7 +159,7 @@ class PegInHoleEnv(gym.Env):
         self._attempts = 0
         inserted = self._attempt()
         assert not inserted
-        return self._obs, self._info(False)
+        return self._observation(), self._info(False)
 
     def step(self, action):
         action = np.clip(_finite_vector(action, "action (dx mm, dy mm, drz deg)"), -ACTION_LIMIT, ACTION_LIMIT)
@@ -126,12 +167,30 @@ class PegInHoleEnv(gym.Env):
         inserted = self._attempt()
         terminated = bool(inserted)
         truncated = bool(not inserted and self._attempts >= self.cfg.max_attempts)
-        return self._obs, float(inserted), terminated, truncated, self._info(inserted)
+        return self._observation(), float(inserted), terminated, truncated, self._info(inserted)
 
     def render(self):
         if self.render_mode == "rgb_array":
-            return make_composite(self._obs, 616)
+            return make_composite(self._frames, 616)
         return None
+
+
+def _check_obs_type(obs_type: str) -> str:
+    """`obs_type` itself, or a ValueError listing the choices."""
+    if obs_type not in OBS_TYPES:
+        raise ValueError(f"unknown obs_type {obs_type!r}; use one of {', '.join(OBS_TYPES)}")
+    return obs_type
+
+
+def _observation_space(spec: ObservationSpec, obs_type: str) -> spaces.Space:
+    """The space of one observation: the frames Box, or LeRobot's `pixels` Dict (one image per frame name)."""
+    if obs_type == "frames":
+        return spaces.Box(0, 255, spec.shape, np.uint8)
+    images = {name: spaces.Box(0, 255, spec.shape[1:], np.uint8) for name in spec.frame_names}
+    space = {"pixels": spaces.Dict(images)}
+    if obs_type == "pixels_environment_state":  # unbounded: actions accumulate, a start error may be given
+        space["environment_state"] = spaces.Box(-np.inf, np.inf, (3,), np.float32)
+    return spaces.Dict(space)
 
 
 def _finite_vector(value, what: str) -> np.ndarray:
