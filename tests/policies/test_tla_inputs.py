@@ -83,8 +83,19 @@ def test_position_table_adds_its_grid_cell_to_each_patch():
     out = t(torch.zeros(2 * 24, 3))  # two images
     expected = merge_order(4, 6).float()
     assert torch.equal(out[:24, 0], expected) and torch.equal(out[24:, 0], expected)
-    with pytest.raises(ValueError, match="whole images"):
+    with pytest.raises(ValueError, match="whole observations"):
         t(torch.zeros(25, 3))
+
+
+def test_position_table_with_several_images_gives_each_image_its_own_grid():
+    """The frames layout: 8 images per observation, each with its own table rows, in prompt order."""
+    t = PatchPositionTable(2, 2, dim=1, images=3)
+    with torch.no_grad():
+        t.weight.copy_(torch.arange(12.0)[:, None])
+    out = t(torch.zeros(2 * 12, 1))[:, 0]  # two observations of 3 images of 2 x 2 patches
+    assert out[:12].tolist() == list(range(12)) and torch.equal(out[12:], out[:12])
+    with pytest.raises(ValueError, match="3 image"):
+        t(torch.zeros(4, 1))
 
 
 def obs(n, seed=0):

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -12,7 +13,7 @@ from tla.policies.tla.tokenizer import train_tiny_tokenizer
 
 @pytest.fixture(scope="module")
 def proc():
-    return TLAProcessor(train_tiny_tokenizer(), composite_size=224)
+    return TLAProcessor(train_tiny_tokenizer(), image_size=224)
 
 
 def obs(n, seed=0):
@@ -57,7 +58,7 @@ def test_generation_batch_is_left_padded(proc):
 
 
 def test_616_composite_is_1936_patches_484_tokens():
-    p = TLAProcessor(train_tiny_tokenizer(), composite_size=616)
+    p = TLAProcessor(train_tiny_tokenizer(), image_size=616)
     pix, grid = p.images(obs(1))
     assert grid.tolist() == [[1, 44, 44]] and pix.shape == (1936, 3 * 2 * 14 * 14)
     assert p.num_image_tokens(grid[0]) == 484
@@ -95,3 +96,30 @@ def test_codec_round_trip(action):
 def test_decode_never_raises_on_garbage(text):
     out = decode_action(text)
     assert out is None or (out.shape == (3,) and np.isfinite(out).all())
+
+
+def test_frames_layout_puts_eight_labelled_images_in_the_prompt():
+    """Each frame is one 56 px image (4 x 4 patches -> 4 tokens) after its label, in pad-major order, and
+    the pixels of image k are frame k resized: nothing is tiled."""
+    from tla.policies.tla.layout import separate_frames
+
+    p = TLAProcessor(train_tiny_tokenizer(), image_size=56, layout="frames")
+    x = obs(2)
+    b = p.batch(x, ["square", "round"], ["[1, 2, 3]", "[4, 5, 6]"])
+    assert b["image_grid_thw"].tolist() == [[1, 4, 4]] * 16
+    assert (b["mm_token_type_ids"].sum(1) == 8 * 4).all()
+    text = p.tokenizer.decode(b["input_ids"][0])
+    labels = ["left t0:", "left t1:", "left t2:", "left t3:", "right t0:", "right t1:", "right t2:", "right t3:"]
+    positions = [text.index(lab + "<|vision_start|>") for lab in labels]
+    assert positions == sorted(positions)
+    assert text.count("<|vision_start|>" + "<|image_pad|>" * 4 + "<|vision_end|>") == 8
+    lay = separate_frames(x[1], 56)
+    assert len(lay.images) == 8 and lay.images[5].shape == (56, 56, 3)
+    # image 5 of sample 1 is right t1 = frame 5: its patches are the ones the processor emitted in block 5
+    one, _ = p.images(x[1:])
+    five, _ = p.images(None, [type(lay)([lay.images[5]], [{"type": "image"}])])
+    assert torch.equal(one[5 * 16 : 6 * 16], five)
+    with pytest.raises(ValueError, match="unknown layout"):
+        TLAProcessor(train_tiny_tokenizer(), image_size=56, layout="video")
+    with pytest.raises(ValueError, match="multiple of 28"):
+        TLAProcessor(train_tiny_tokenizer(), image_size=50, layout="frames")

@@ -90,6 +90,8 @@ def describe_input(inp: dict | None) -> str:
     parts = [inp["modality"] if inp["modality"] == "rgb" else f"**{inp['modality']}**"]
     if "composite_size" in inp:
         parts.append(f"{inp['composite_size']} px composite")
+    if inp.get("layout") == "frames":
+        parts.append(f"**8 labelled {inp['frame_size']} px frames**")
     if "image_size" in inp:
         parts.append("x".join(map(str, inp["image_size"])) + " px")
     if inp.get("preprocess"):

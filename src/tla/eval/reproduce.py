@@ -229,6 +229,9 @@ def model_input(policy_cfg: dict) -> dict:
     for key in ("image_size", "composite_size"):
         if key in policy_cfg:
             out[key] = policy_cfg[key]
+    if policy_cfg.get("layout", "composite") != "composite":  # the frames layout: 8 images, not one
+        out.pop("composite_size", None)
+        out.update(layout=policy_cfg["layout"], frame_size=policy_cfg["frame_size"])
     pre = policy_cfg.get("preprocess")
     if pre is not None:
         out["preprocess"] = [k for k in ("demarker", "contrast") if pre.get(k)]

@@ -8,6 +8,7 @@ from typing import Literal
 from tla.config import apply_overrides
 from tla.data.text import DEFAULT_SCALE
 from tla.policies.preprocess import FramePreprocess
+from tla.policies.tla.layout import check_layout
 from tla.sim.modality import check_modality
 
 
@@ -67,12 +68,21 @@ class TLAConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     modality: str = "rgb"  # rgb (the paper's camera frames), marker_flow or depth: tla.sim.modality
+    # how the 8 frames enter the prompt (tla.policies.tla.layout): "composite" (the paper's 3x3 image) or
+    # "frames" (8 labelled images of frame_size px)
+    layout: str = "composite"
     composite_size: int = 224  # 3x3 composite side in px; must be a multiple of 28 (patch 14 x merge 2)
+    frame_size: int = 56  # side of each image of the frames layout; a multiple of 28
     # frame preprocessing before the composite; the paper feeds raw frames (all off); for rgb on the CPU
     # scale, removing the markers and the mean brightness makes the small model learn (tla.policies.preprocess)
     preprocess: FramePreprocess = field(default_factory=FramePreprocess)
     scale: tuple[float, float, float] = DEFAULT_SCALE  # action text scale, stored with the run
     max_length: int = 2048  # guard on the tokenised prompt + answer
+
+    @property
+    def image_size(self) -> int:
+        """The side of every image the layout makes."""
+        return self.composite_size if self.layout == "composite" else self.frame_size
 
 
 def tla_preset(preset: str = "tiny", overrides: list[str] | None = None) -> TLAConfig:
@@ -96,6 +106,7 @@ def tla_preset(preset: str = "tiny", overrides: list[str] | None = None) -> TLAC
         raise ValueError(
             f"composite_size must be a multiple of 28 (patch 14 x merge 2), got {cfg.composite_size}"
         )
+    check_layout(cfg.layout, cfg.image_size)
     if cfg.model.preset == "pretrained" and not cfg.model.path:
         raise ValueError(
             "the pretrained backbone needs model.path=/local/Qwen2-VL-7B-Instruct (nothing is downloaded)"

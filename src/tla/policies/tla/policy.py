@@ -39,7 +39,7 @@ class TLAPolicy(TrainablePolicy):
         self.cfg = cfg
         if tokenizer is None:
             tokenizer = _new_tokenizer(cfg)
-        self.processor = TLAProcessor(tokenizer, cfg.composite_size, cfg.preprocess)
+        self.processor = TLAProcessor(tokenizer, cfg.image_size, cfg.preprocess, cfg.layout)
         if model is None:
             model = apply_train_mode(build_backbone(cfg.model, tokenizer), cfg.model)
         self.model = model
@@ -47,7 +47,8 @@ class TLAPolicy(TrainablePolicy):
         self.position_table = None
         if cfg.model.position_table:  # trains in every mode: it is new, so there is nothing to keep frozen
             self.position_table = attach_position_table(model, *self.processor.patch_grid(),
-                                                        merge=self.processor.merge)
+                                                        merge=self.processor.merge,
+                                                        images=self.processor.images_per_observation)
         if cfg.model.gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
             if (
@@ -77,7 +78,8 @@ class TLAPolicy(TrainablePolicy):
             "train_mode": self.cfg.model.train_mode,
             "trainable_params": trainable,
             "total_params": total,
-            "composite_size": self.cfg.composite_size,
+            "layout": self.cfg.layout,
+            "composite_size" if self.cfg.layout == "composite" else "frame_size": self.cfg.image_size,
             "modality": self.cfg.modality,
             "preprocess": to_dict(self.cfg.preprocess),
             "position_table": self.cfg.model.position_table,

@@ -9,7 +9,9 @@ embeddings, before the first block.
 Patch order: the image processor emits an image's patches in *merge order*: the 2x2 merge windows
 row-major, and inside each window its 4 patches row-major. `merge_order(gh, gw, m)[k]` is the row-major
 grid index (row * gw + col) of the k-th emitted patch, so the table is stored row-major (as a picture of
-the grid) and gathered into the processor's order.
+the grid) and gathered into the processor's order. With several images per observation (the `frames`
+layout) the table holds one grid per image, in the prompt's image order, so "left t0" and "right t3"
+patches get different vectors.
 """
 
 from __future__ import annotations
@@ -29,24 +31,28 @@ def merge_order(grid_h: int, grid_w: int, merge: int = 2) -> torch.Tensor:
 
 
 class PatchPositionTable(nn.Module):
-    """`weight` (grid_h * grid_w, dim), row-major over the patch grid, added to every image's patches."""
+    """`weight` (images * grid_h * grid_w, dim), row-major over each image's patch grid, images in prompt
+    order; added to every observation's patches."""
 
-    def __init__(self, grid_h: int, grid_w: int, dim: int, merge: int = 2):
+    def __init__(self, grid_h: int, grid_w: int, dim: int, merge: int = 2, images: int = 1):
         super().__init__()
-        self.grid_h, self.grid_w, self.merge = grid_h, grid_w, merge
-        self.weight = nn.Parameter(torch.randn(grid_h * grid_w, dim) * 0.02)
-        self.register_buffer("order", merge_order(grid_h, grid_w, merge), persistent=False)
+        self.grid_h, self.grid_w, self.merge, self.images = grid_h, grid_w, merge, images
+        self.weight = nn.Parameter(torch.randn(images * grid_h * grid_w, dim) * 0.02)
+        one = merge_order(grid_h, grid_w, merge)
+        order = torch.cat([one + k * grid_h * grid_w for k in range(images)])
+        self.register_buffer("order", order, persistent=False)
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
-        """patches (n_images * grid_h * grid_w, dim), images concatenated -> same shape, table added."""
-        per_image = self.grid_h * self.grid_w
-        if patches.shape[0] % per_image:
+        """patches (n_observations * images * grid_h * grid_w, dim), concatenated -> same shape, table added."""
+        per_observation = self.images * self.grid_h * self.grid_w
+        if patches.shape[0] % per_observation:
             raise ValueError(
-                f"{patches.shape[0]} patches are not whole images of {self.grid_h}x{self.grid_w} patches: "
-                "the position table needs every image at the composite size it was built for"
+                f"{patches.shape[0]} patches are not whole observations of {self.images} image(s) of "
+                f"{self.grid_h}x{self.grid_w} patches: the position table needs every image at the size "
+                "it was built for"
             )
         table = self.weight[self.order].to(patches.dtype)
-        return patches + table.repeat(patches.shape[0] // per_image, 1)
+        return patches + table.repeat(patches.shape[0] // per_observation, 1)
 
 
 VISION_ATTR = "position_table"
@@ -57,7 +63,7 @@ def vision_tower(model):
     return (model.get_base_model() if hasattr(model, "get_base_model") else model).model.visual
 
 
-def attach_position_table(model, grid_h: int, grid_w: int, merge: int = 2) -> PatchPositionTable:
+def attach_position_table(model, grid_h: int, grid_w: int, merge: int = 2, images: int = 1) -> PatchPositionTable:
     """Register the table on the vision tower (so it trains, moves and checkpoints with the model) and add
     it to the patch embedding's output through a forward hook."""
     visual = vision_tower(model)
@@ -65,7 +71,7 @@ def attach_position_table(model, grid_h: int, grid_w: int, merge: int = 2) -> Pa
     if existing is not None:
         return existing
     dim = visual.patch_embed.embed_dim
-    table = PatchPositionTable(grid_h, grid_w, dim, merge).to(next(visual.parameters()).device)
+    table = PatchPositionTable(grid_h, grid_w, dim, merge, images).to(next(visual.parameters()).device)
     visual.add_module(VISION_ATTR, table)
     visual.patch_embed.register_forward_hook(lambda _m, _inp, out: table(out))
     return table
