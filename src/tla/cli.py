@@ -31,6 +31,23 @@ app.command("serve")(serve_cmd)
 sim_app.command("remote")(remote_cmd)
 
 
+@app.command("export-model")
+def export_model_cmd(
+    run: Path = typer.Argument(..., help="a TLA run (or checkpoint / policy folder)"),
+    out: Path = typer.Option(..., help="new folder for the Hugging Face model"),
+    merge: bool = typer.Option(False, help="LoRA runs: merge the adapter into the base (else: adapter + base reference)"),
+    push_to_hub: str = typer.Option(None, help="also upload the folder to this Hub repo id (needs a token)"),
+    base_model: str = typer.Option(None, help="the base's Hub id, for the card and the adapter (default: model.path)"),
+    dataset: list[str] = typer.Option(None, help="dataset id(s) for the card (default: the run's dataset folder name)"),
+    metrics: list[Path] = typer.Option(None, help="offline metrics.json file(s) for the card (default: found next to the run)"),
+):
+    """A TLA run as a Hugging Face model folder: weights, tokenizer, image processor, tla_config.json, card."""
+    from tla.policies.export import export_model
+
+    print(export_model(run, out, merge, base_model=base_model, datasets=dataset or None,
+                       metrics=metrics or None, push_to_hub=push_to_hub))
+
+
 @app.command()
 def demo(
     out: Path = typer.Option(Path("outputs/demo"), help="output folder"),

@@ -80,9 +80,15 @@ def save_policy(policy, directory: str | Path) -> None:
     """`policy.save(directory)` plus what it was trained on (`observation.json`), so the folder is
     self-contained: evaluation and serving read the observation spec and the sensor from it."""
     policy.save(directory)
+    write_trained_on(policy, directory)
+
+
+def write_trained_on(policy, directory: str | Path) -> None:
+    """`observation.json` (the spec and sim config the policy was trained on), if the policy knows them."""
     spec = getattr(policy, "observation_spec", None)
     if spec is not None:
         record = {"observation": spec.to_dict(), "sim_config": getattr(policy, "sim_config", None)}
+        Path(directory).mkdir(parents=True, exist_ok=True)
         (Path(directory) / OBSERVATION_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
 
 
@@ -103,3 +109,41 @@ def trained_on(run_dir: str | Path):
         return None, None
     record = json.loads(path.read_text())
     return ObservationSpec.from_dict(record["observation"]), record.get("sim_config")
+
+
+# --- Hugging Face folders of the regression baselines (BC, DP: `huggingface_hub.PyTorchModelHubMixin`) ---
+HUB_CONFIG_FILE = "config.json"  # the mixin's config: {"policy", "cfg" (the policy config), "normalizer"}
+
+
+def is_hub_folder(directory: str | Path) -> bool:
+    """A `save_pretrained` folder (config.json, no policy.json) rather than a run's `save` folder."""
+    d = Path(directory)
+    return (d / HUB_CONFIG_FILE).is_file() and not (d / "policy.json").exists()
+
+
+def save_pretrained(policy, net, directory: str | Path, cfg=None, extra: dict | None = None, **kwargs):
+    """`net.save_pretrained` (weights + config.json + card) with the policy's name, config (`cfg`, default
+    `policy.config`; `net.from_pretrained` rebuilds the net from it), action normaliser and `extra` in
+    config.json, and observation.json beside; `kwargs` go to the mixin (push_to_hub, repo_id, ...)."""
+    from tla.config import to_dict
+
+    write_trained_on(policy, directory)  # first: a push_to_hub inside save_pretrained uploads it too
+    config = {"policy": policy.name, "cfg": to_dict(cfg if cfg is not None else policy.config),
+              "normalizer": policy.normalizer.to_dict(), **(extra or {})}
+    return net.save_pretrained(directory, config=config, **kwargs)
+
+
+def load_pretrained(net_cls, name: str, directory: str | Path, **kwargs):
+    """(net, hub config dict, local folder) of a `save_pretrained` folder or Hub repo id holding a `name`
+    policy; `kwargs` go to `net_cls.from_pretrained` (revision, token, ...)."""
+    local = Path(directory)
+    if not local.is_dir():  # a Hub repo id: fetch once, then read config.json and the weights locally
+        from huggingface_hub import snapshot_download
+
+        hub_kw = {k: v for k, v in kwargs.items() if k in ("revision", "token", "cache_dir")}
+        local = Path(snapshot_download(str(directory), **hub_kw))
+    config = json.loads((local / HUB_CONFIG_FILE).read_text())
+    if config.get("policy") != name:
+        raise ValueError(f"{directory} holds a {config.get('policy')!r} model, not {name!r}")
+    kwargs.setdefault("strict", True)  # the mixin's default skips missing weights silently
+    return net_cls.from_pretrained(local, **kwargs), config, local

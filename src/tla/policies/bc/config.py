@@ -25,6 +25,12 @@ class BCConfig:
     loss: str = "l1"  # "l1" or "mse"
     seed: int = 0  # weight initialisation
 
+    def __post_init__(self):
+        # JSON (a Hub config.json) gives lists: keep the declared tuples, so configs compare and hash alike
+        for f in dataclasses.fields(self):
+            if isinstance(getattr(self, f.name), list):
+                object.__setattr__(self, f.name, tuple(getattr(self, f.name)))
+
     @classmethod
     def preset_config(cls, name: str = "tiny") -> BCConfig:
         if name == "tiny":  # marker flow (see tla.sim.modality): its 12 x 16 field loses nothing at 48 x 64

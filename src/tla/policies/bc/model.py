@@ -1,9 +1,15 @@
 """BC network: a transformers ResNet trunk (random init, or a local pretrained checkpoint) and an MLP head
-regressing the normalised action (dx, dy, drz)."""
+regressing the normalised action (dx, dy, drz).
 
-from __future__ import annotations
+`BCNet` is a `huggingface_hub.PyTorchModelHubMixin`: `save_pretrained(folder)` writes `model.safetensors` +
+`config.json` (the `BCConfig` under "cfg"), `BCNet.from_pretrained(folder)` rebuilds it. The policy-level
+`BCPolicy.save_pretrained` adds the action normaliser and what the run was trained on to that config.
+"""
 
+# no `from __future__ import annotations`: the hub mixin reads the real `BCConfig` annotation of
+# `__init__` to rebuild the config from config.json
 import torch
+from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 from transformers import ResNetConfig, ResNetModel
 
@@ -32,7 +38,14 @@ def load_pretrained_trunk(trunk: ResNetModel, directory: str) -> None:
     trunk.load_state_dict(src)
 
 
-class BCNet(nn.Module):
+HUB_TAGS = ["robotics", "tactile", "peg-in-hole", "tla"]
+
+
+class BCNet(nn.Module, PyTorchModelHubMixin, library_name="tla", tags=[*HUB_TAGS, "behavior-cloning"],
+            license="apache-2.0", pipeline_tag="robotics"):
+    """Trunk (random init, or the local `cfg.pretrained_dir` checkpoint) + head. `BCPolicy.save_pretrained`
+    publishes the config without `pretrained_dir`: a net rebuilt from the Hub never looks for that folder."""
+
     def __init__(self, cfg: BCConfig):
         super().__init__()
         self.trunk = ResNetModel(resnet_config(cfg, in_channels(cfg.input_format)))

@@ -35,12 +35,15 @@ AXES = ("dx", "dy", "drz")
 class BCPolicy(ImagePolicy, TrainablePolicy):
     name = "bc"
 
-    def __init__(self, config: BCConfig | None = None):
+    def __init__(self, config: BCConfig | None = None, model: BCNet | None = None):
+        """A fresh seeded network from `config`, or `model` as is."""
         self.config = config or BCConfig()
         check_modality(self.config.modality)
-        with torch.random.fork_rng():
-            torch.manual_seed(self.config.seed)
-            self.model = BCNet(self.config)
+        if model is None:
+            with torch.random.fork_rng():
+                torch.manual_seed(self.config.seed)
+                model = BCNet(self.config)
+        self.model = model
         self.normalizer = ActionNormalizer("meanstd")
 
     @staticmethod
@@ -84,8 +87,34 @@ class BCPolicy(ImagePolicy, TrainablePolicy):
             directory, self.name, to_dict(self.config), self.normalizer, {"model": self.model.state_dict()}
         )
 
+    def save_pretrained(self, directory: str | Path, **kwargs):
+        """A Hugging Face folder (`PyTorchModelHubMixin`): model.safetensors, config.json (BC config +
+        normaliser), README.md, observation.json; `kwargs` go to the mixin (e.g. push_to_hub, repo_id)."""
+        from tla.policies.registry import save_pretrained
+
+        # the trunk's local source folder is history, not something to rebuild the net from
+        return save_pretrained(self, self.model, directory, cfg=self.config.replace(pretrained_dir=None),
+                               extra={"pretrained_dir": self.config.pretrained_dir}, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, **kwargs) -> BCPolicy:
+        """The policy `save_pretrained` wrote (a local folder or a Hub repo id)."""
+        from tla.policies.registry import load_pretrained, trained_on
+
+        net, hub, local = load_pretrained(BCNet, cls.name, directory, **kwargs)
+        cfg = from_dict(BCConfig, hub["cfg"]).replace(pretrained_dir=hub.get("pretrained_dir"))
+        policy = cls(cfg, model=net)
+        policy.normalizer = ActionNormalizer.from_dict(hub["normalizer"])
+        policy.observation_spec, policy.sim_config = trained_on(local)
+        return policy
+
     @classmethod
     def load(cls, directory: str | Path) -> BCPolicy:
+        """A run's policy folder (`save`), or a `save_pretrained` folder."""
+        from tla.policies.registry import is_hub_folder
+
+        if is_hub_folder(directory):
+            return cls.from_pretrained(directory)
         cfg, normalizer = read_checkpoint(directory, cls.name)
         config = from_dict(BCConfig, cfg)
         policy = cls(config.replace(pretrained_dir=None))  # the weights come from the checkpoint

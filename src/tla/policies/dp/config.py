@@ -44,6 +44,12 @@ class DPConfig:
     ema_max_decay: float = 0.9999
     seed: int = 0  # weight initialisation and the sampler's noise (a fresh generator per predict call)
 
+    def __post_init__(self):
+        # JSON (a Hub config.json) gives lists: keep the declared tuples, so configs compare and hash alike
+        for f in dataclasses.fields(self):
+            if isinstance(getattr(self, f.name), list):
+                object.__setattr__(self, f.name, tuple(getattr(self, f.name)))
+
     @classmethod
     def preset_config(cls, name: str = "tiny") -> DPConfig:
         if name == "tiny":  # marker flow, as BC and TLA on this preset; 48 x 64 holds its 12 x 16 field

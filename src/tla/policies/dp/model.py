@@ -3,14 +3,18 @@
 - TactileEncoder: transformers ResNet (random init), BatchNorm -> GroupNorm, global average pool.
 - ConditionalUnet1D: 1-D temporal U-Net over the action sequence; every residual block is FiLM-conditioned
   (per-channel scale and bias) on [diffusion-step embedding, observation features].
+
+`DiffusionNet` is a `huggingface_hub.PyTorchModelHubMixin` (`save_pretrained` / `from_pretrained`, the
+`DPConfig` under "cfg" in config.json); `DPPolicy.save_pretrained` publishes the EMA weights predict uses.
 """
 
-from __future__ import annotations
-
+# no `from __future__ import annotations`: the hub mixin reads the real `DPConfig` annotation of
+# `DiffusionNet.__init__` to rebuild the config from config.json
 import itertools
 import math
 
 import torch
+from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 from transformers import ResNetModel
 
@@ -125,7 +129,8 @@ class ConditionalUnet1D(nn.Module):
         return self.final(x).transpose(1, 2)
 
 
-class DiffusionNet(nn.Module):
+class DiffusionNet(nn.Module, PyTorchModelHubMixin, library_name="tla", license="apache-2.0",
+                   pipeline_tag="robotics", tags=["robotics", "tactile", "peg-in-hole", "tla", "diffusion-policy"]):
     """Tactile encoder + noise-prediction U-Net: eps = net(obs, noisy_actions, t)."""
 
     def __init__(self, cfg: DPConfig):

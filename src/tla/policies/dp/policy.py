@@ -33,14 +33,17 @@ from tla.sim.modality import check_modality
 class DPPolicy(ImagePolicy, TrainablePolicy):
     name = "dp"
 
-    def __init__(self, config: DPConfig | None = None):
+    def __init__(self, config: DPConfig | None = None, model: DiffusionNet | None = None):
+        """A fresh seeded network from `config`, or `model` as is (its EMA copy starts from it)."""
         self.config = cfg = config or DPConfig()
         check_modality(cfg.modality)
         if cfg.horizon % 2 ** (len(cfg.down_dims) - 1):
             raise ValueError(f"horizon {cfg.horizon} must be divisible by 2**(len(down_dims)-1)")
-        with torch.random.fork_rng():
-            torch.manual_seed(cfg.seed)
-            self.model = DiffusionNet(cfg)
+        if model is None:
+            with torch.random.fork_rng():
+                torch.manual_seed(cfg.seed)
+                model = DiffusionNet(cfg)
+        self.model = model
         self.ema = EMA(self.model, cfg.ema_power, cfg.ema_max_decay) if cfg.use_ema else None
         self.normalizer = ActionNormalizer("minmax")
         kw = {
@@ -137,8 +140,33 @@ class DPPolicy(ImagePolicy, TrainablePolicy):
             weights,
         )
 
+    def save_pretrained(self, directory: str | Path, **kwargs):
+        """A Hugging Face folder (`PyTorchModelHubMixin`) of the weights predict uses (the EMA copy when
+        there is one): model.safetensors, config.json (DP config + normaliser), README.md,
+        observation.json; `kwargs` go to the mixin (e.g. push_to_hub, repo_id)."""
+        from tla.policies.registry import save_pretrained
+
+        return save_pretrained(self, self.eval_model, directory, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, **kwargs) -> DPPolicy:
+        """The policy `save_pretrained` wrote (a local folder or a Hub repo id); training would go on from
+        the published (EMA) weights."""
+        from tla.policies.registry import load_pretrained, trained_on
+
+        net, hub, local = load_pretrained(DiffusionNet, cls.name, directory, **kwargs)
+        policy = cls(from_dict(DPConfig, hub["cfg"]), model=net)
+        policy.normalizer = ActionNormalizer.from_dict(hub["normalizer"])
+        policy.observation_spec, policy.sim_config = trained_on(local)
+        return policy
+
     @classmethod
     def load(cls, directory: str | Path) -> DPPolicy:
+        """A run's policy folder (`save`), or a `save_pretrained` folder."""
+        from tla.policies.registry import is_hub_folder
+
+        if is_hub_folder(directory):
+            return cls.from_pretrained(directory)
         cfg, normalizer = read_checkpoint(directory, cls.name)
         ema_step = cfg.pop("ema_step", 0)
         policy = cls(from_dict(DPConfig, cfg))
