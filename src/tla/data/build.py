@@ -163,15 +163,15 @@ def _build_record(cfg: DataConfig) -> dict:
     return json.loads(json.dumps({
         "format": store.FORMAT,
         "format_version": store.FORMAT_VERSION,
-        "codebase_version": tla.__version__,
+        "tla_version": tla.__version__,  # was `codebase_version` (LeRobot's key for its format version)
         "data_config": to_dict(cfg),
         "sim_config": to_dict(sim_config(cfg)),
     }))
 
 
 def _same_build(a: dict, b: dict) -> bool:
-    keys = ("format_version", "codebase_version", "data_config", "sim_config")
-    return all(a.get(k) == b.get(k) for k in keys)
+    keys = ("format_version", "data_config", "sim_config")
+    return store.tla_version(a) == store.tla_version(b) and all(a.get(k) == b.get(k) for k in keys)
 
 
 def _drop_corrupt(root: Path, mine: list[str]) -> None:

@@ -122,23 +122,40 @@ def stats(root: Path, hist: Path | None = typer.Option(None, help="label histogr
     console.print(f"label histograms: {png}")
 
 
+EXPORT_FORMATS = ("messages", "trl", "llamafactory", "lerobot")
+
+
 @app.command()
 def export(
     root: Path,
     out: Path = typer.Option(..., "--out"),
-    format: str = typer.Option("messages", help="messages (TRL / LLaMA-Factory chat JSONL)"),
+    format: str = typer.Option(
+        "messages",
+        help="messages: chat JSONL + PNGs; trl: prompt-completion parquet with embedded images; llamafactory: "
+        "sharegpt JSONL + dataset_info.json + training YAML; lerobot: one LeRobot v3.0 root per split",
+    ),
     split: list[str] = typer.Option([], help="splits to export (default: all)"),
-    style: str = typer.Option("llamafactory", help="llamafactory ('<image>' token) or trl (content lists)"),
-    composite_size: int = typer.Option(616),
-    limit: int | None = typer.Option(None, help="at most this many samples per split"),
+    style: str = typer.Option("llamafactory", help="messages only: llamafactory ('<image>' token) or trl "
+                                                   "(content lists)"),
+    composite_size: int = typer.Option(616, help="chat formats: side of the tiled composite image"),
+    limit: int | None = typer.Option(None, help="at most this many samples (lerobot: frames) per split"),
 ) -> None:
-    """Export to chat JSONL ({"messages": [...], "images": [...]}) with composite PNG files."""
+    """Export splits for other tools: chat JSONL, TRL, LLaMA-Factory or LeRobot v3.0."""
+    from tla.data import chat, lerobot
     from tla.data.export import export_messages
 
-    if format != "messages":
-        _fail(ValueError(f"unknown export format {format!r}; only 'messages' is supported"))
+    if format not in EXPORT_FORMATS:
+        _fail(ValueError(f"unknown export format {format!r}; choose one of {', '.join(EXPORT_FORMATS)}"))
+    splits = split or None
     try:
-        written = export_messages(root, out, split or None, composite_size, style, limit)
+        if format == "messages":
+            written = export_messages(root, out, splits, composite_size, style, limit)
+        elif format == "trl":
+            written = chat.export_trl(root, out, splits, composite_size, limit)
+        elif format == "llamafactory":
+            written = chat.export_llamafactory(root, out, splits, composite_size, limit)
+        else:
+            written = lerobot.export_lerobot(root, out, splits, limit)
     except (DatasetError, ValueError) as e:
         _fail(e)
     for s, p in written.items():

@@ -7,6 +7,8 @@ One line per sample; the composite is written as a PNG next to the JSONL and ref
 style="llamafactory" (default) marks the image with an `<image>` token in the text (LLaMA-Factory's
 sharegpt/`messages` format, see dataset_info.json); style="trl" uses content lists
 [{"type": "image"}, {"type": "text", "text": ...}] as TRL's vision SFT examples do.
+Image paths are relative to OUT: LLaMA-Factory joins them to its `media_dir` (default: `dataset_dir`).
+The `trl` and `llamafactory` export formats build on this: see tla.data.chat; LeRobot: tla.data.lerobot.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """On-disk layout of a tactile dataset (LeRobot-v3-like) and its checks.
 
     DIR/meta/build.json                         build plan: data config + resolved sim config (written first)
-    DIR/meta/info.json                          written last, when every shard is there: configs, code
-                                                version, seed, counts, schema, file hashes
+    DIR/meta/info.json                          written last, when every shard is there: configs, package
+                                                version (`tla_version`), seed, counts, schema, file hashes
     DIR/meta/stats.json                         action / error statistics per split
     DIR/data/<split>/chunk-000/file-000.parquet shards written with HF `datasets` (images as `Image`)
 
@@ -160,6 +160,8 @@ def load_info(root: str | Path, check_files: bool = True) -> dict:
             f"build one with `tla data build --preset tiny --out DIR`"
         )
     info = _read_json(info_path, f"rebuild {root} with `tla data build`")
+    if "tla_version" not in info and "codebase_version" in info:  # datasets built before the rename
+        info["tla_version"] = info["codebase_version"]
     if info.get("format_version") != FORMAT_VERSION:
         raise DatasetError(f"{info_path}: format_version {info.get('format_version')} != {FORMAT_VERSION}; rebuild it")
     if check_files:
@@ -239,13 +241,31 @@ def split_files(info: dict, split: str) -> list[str]:
     return info["splits"][split]["files"]
 
 
+def tla_version(record: dict) -> str | None:
+    """The tla package version that built a dataset (meta/build.json or info.json). Datasets built before
+    0.3 stored it as `codebase_version`, which LeRobot uses for its format version ("v3.0")."""
+    return record.get("tla_version", record.get("codebase_version"))
+
+
+CARD_TAGS = ("tactile", "peg-in-hole", "robotics", "vision-language-action", "tla")
+
+
+def card_header(data_files: dict[str, str], tags: tuple[str, ...] = CARD_TAGS) -> list[str]:
+    """The YAML block of a Hugging Face dataset card: license, task category, tags and one `default`
+    config whose splits map to the given file globs (so `datasets.load_dataset(DIR)` finds them)."""
+    lines = ["---", "license: apache-2.0", "task_categories:", "- robotics", "tags:"]
+    lines += [f"- {t}" for t in tags]
+    lines += ["configs:", "- config_name: default", "  data_files:"]
+    for split, glob in data_files.items():
+        lines += [f"  - split: {split}", f"    path: {glob}"]
+    return lines + ["---", ""]
+
+
 def write_card(root: Path, info: dict) -> None:
     """README.md with the HF dataset-card YAML that names the splits: `datasets.load_dataset(str(root))`."""
-    lines = ["---", "configs:", "- config_name: default", "  data_files:"]
-    for split in info["splits"]:
-        lines += [f"  - split: {split}", f"    path: data/{split}/*/*.parquet"]
+    lines = card_header({split: f"data/{split}/*/*.parquet" for split in info["splits"]})
     counts = ", ".join(f"{k} {v['samples']}" for k, v in info["splits"].items())
-    lines += ["---", "", f"# TLA tactile-action dataset ({info['preset']} preset, seed {info['seed']})", "",
+    lines += [f"# TLA tactile-action dataset ({info['preset']} preset, seed {info['seed']})", "",
               f"Samples: {counts}. Built by `tla data build`; see meta/info.json for the full config.", ""]
     (Path(root) / "README.md").write_text("\n".join(lines))
 
