@@ -1,4 +1,5 @@
-"""`accelerate launch` with 2 CPU processes (DDP over gloo) trains a few steps of the tiny TLA."""
+"""`accelerate launch` with 2 CPU processes (DDP over gloo) trains a few steps of the tiny TLA, with each
+config shipped in configs/accelerate (the paper's 8-GPU one run as 2 CPU processes)."""
 
 import json
 import os
@@ -39,8 +40,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+CONFIGS = {  # every config shipped, with the launch options that fit it to this CPU box
+    "cpu_ddp2.yaml": [],
+    "paper_ddp.yaml": ["--num_processes", "2", "--mixed_precision", "no"],
+}
+
+
+def test_every_shipped_accelerate_config_is_tested():
+    assert sorted(p.name for p in (ROOT / "configs/accelerate").glob("*.yaml")) == sorted(CONFIGS)
+
+
 @pytest.mark.slow
-def test_accelerate_launch_two_cpu_processes(tmp_path):
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_accelerate_launch_two_cpu_processes(tmp_path, config):
     script = tmp_path / "ddp.py"
     script.write_text(SCRIPT)
     accelerate = Path(sys.executable).parent / "accelerate"
@@ -48,7 +60,8 @@ def test_accelerate_launch_two_cpu_processes(tmp_path):
         str(accelerate),
         "launch",
         "--config_file",
-        str(ROOT / "configs/accelerate/cpu_ddp2.yaml"),
+        str(ROOT / "configs/accelerate" / config),
+        *CONFIGS[config],
         "--main_process_port",
         str(_free_port()),
         str(script),
@@ -64,3 +77,6 @@ def test_accelerate_launch_two_cpu_processes(tmp_path):
     assert [x["step"] for x in log if "loss" in x] == [1, 2, 3]
     assert any(x.get("split") == "val" for x in log)
     assert (tmp_path / "run" / "policy" / "policy.json").exists()
+    # the main process alone writes the tracker files; every process took part in the best checkpoint
+    assert len(list((tmp_path / "run" / "tb").glob("events.out.tfevents.*"))) == 1
+    assert json.loads((tmp_path / "run" / "checkpoints" / "best" / "best.json").read_text())["step"] == 3

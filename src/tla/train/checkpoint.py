@@ -1,4 +1,6 @@
-"""Checkpoints for exact resume: `checkpoints/last` (always) and periodic `checkpoints/step-N`.
+"""Checkpoints for exact resume: `checkpoints/last` (always), periodic `checkpoints/step-N`, and
+`checkpoints/best` (the step of the best `train.best_metric` so far; its `best.json` names metric, value,
+step).
 
 A checkpoint dir holds `policy/` (what `policy.save` writes: reloadable alone), `config.json` (the run
 config, so `load_policy(ckpt)` works), `trainer_state.pt` (trainable weights + buffers, optimizer,
@@ -62,10 +64,11 @@ def write_main(directory: Path, policy, model, optimizer, scheduler, step: int, 
     torch.save(state, directory / "trainer_state.pt")
 
 
-def publish(tmp: Path, ckpt_root: Path, step: int, periodic: bool, keep: int) -> None:
-    """Atomically replace `last` with `tmp`; copy it to step-N when periodic; prune old step-N dirs."""
-    last = ckpt_root / "last"
-    old = ckpt_root / "last.old"
+def publish(tmp: Path, ckpt_root: Path, step: int, periodic: bool, keep: int, name: str = "last") -> None:
+    """Atomically replace `name` (last or best) with `tmp`; copy it to step-N when periodic; prune old
+    step-N dirs."""
+    last = ckpt_root / name
+    old = ckpt_root / f"{name}.old"
     if last.exists():
         last.rename(old)
     tmp.rename(last)
@@ -75,6 +78,22 @@ def publish(tmp: Path, ckpt_root: Path, step: int, periodic: bool, keep: int) ->
         steps = sorted(ckpt_root.glob("step-*"))
         for d in steps[: max(0, len(steps) - keep)]:
             shutil.rmtree(d, ignore_errors=True)
+
+
+BEST_FILE = "best.json"
+
+
+def write_best(directory: Path, metric: str, value: float, step: int) -> None:
+    (directory / BEST_FILE).write_text(json.dumps({"metric": metric, "value": value, "step": step}))
+
+
+def read_best(ckpt_root: Path, metric: str) -> float | None:
+    """The value `checkpoints/best` holds for `metric` (None: no best yet, or a best by another metric)."""
+    path = ckpt_root / "best" / BEST_FILE
+    if not path.exists():
+        return None
+    best = json.loads(path.read_text())
+    return float(best["value"]) if best.get("metric") == metric else None
 
 
 def load(directory: Path, model, optimizer, scheduler, policy, rank: int) -> int:

@@ -110,8 +110,8 @@ def resolve_run(policy: str, preset: str, split: str, overrides: list[str], max_
     compare them with a finished run's config.json. A resumed run (`prev` = its config.json) keeps its
     recorded settings: the schedule depends on them."""
     from tla.config import from_dict
-    from tla.policies.registry import build_policy, policy_class
-    from tla.train.config import TrainConfig, train_preset
+    from tla.policies.registry import build_policy
+    from tla.train.config import TrainConfig
 
     train_ov, policy_ov = _split_overrides(overrides)
     if prev is not None:
@@ -119,16 +119,25 @@ def resolve_run(policy: str, preset: str, split: str, overrides: list[str], max_
         train_ov, policy_ov = prev["train_overrides"], prev["policy_overrides"]
         cfg = from_dict(TrainConfig, prev["train"])
     else:
-        defaults = []
-        if split.startswith("mp"):  # the paper: 20 epochs single-peg, 10 multi-peg (twice the samples)
-            defaults.append("epochs=10" if preset == "paper" else "epochs=3")
-        cls = policy_class(policy)
-        if hasattr(cls, "train_overrides"):
-            defaults += list(cls.train_overrides(preset, split))
-        cfg = train_preset(preset, defaults + train_ov)
+        cfg = train_config(policy, preset, split, train_ov)
     if max_steps is not None:
         cfg.max_steps = max_steps
     return cfg, build_policy(policy, preset, policy_ov), train_ov, policy_ov, (policy, preset, split)
+
+
+def train_config(policy: str, preset: str, split: str, train_overrides: list[str] | None = None):
+    """The trainer config of a fresh run: the preset, the split's epochs, the policy's own defaults, then
+    the user's `train.*` overrides (given without the prefix)."""
+    from tla.policies.registry import policy_class
+    from tla.train.config import train_preset
+
+    defaults = []
+    if split.startswith("mp"):  # the paper: 20 epochs single-peg, 10 multi-peg (twice the samples)
+        defaults.append("epochs=10" if preset == "paper" else "epochs=3")
+    cls = policy_class(policy)
+    if hasattr(cls, "train_overrides"):
+        defaults += list(cls.train_overrides(preset, split))
+    return train_preset(preset, defaults + list(train_overrides or []))
 
 
 @app.command("predict")

@@ -33,6 +33,17 @@ class TrainConfig:
     # torch intra-op threads (0: torch's default). On a small shared CPU box, OpenMP threads spin-wait
     # when another process holds a core: measured 9x slower steps with 2 threads vs 1 on the 2-core box.
     threads: int = 0
+    # experiment tracking through accelerate: tensorboard writes RUN/tb/ (local files, no network);
+    # trackio / wandb need their pip package; none: only train_log.jsonl
+    report_to: Literal["tensorboard", "trackio", "wandb", "none"] = "tensorboard"
+    # checkpoints/best: the checkpoint of the best value of this metric so far (a validation or rollout key;
+    # lower is better except for rollout_success); none is written when the metric is never computed
+    best_metric: str = "val_loss"
+    # closed-loop success every N steps (0: off): rollout_episodes fixed-seed episodes in the simulator that
+    # rendered the training data, cycling over its (shape, clearance) conditions; serial, on the main process
+    rollout_every: int = 0
+    rollout_episodes: int = 10
+    rollout_seed: int = 0
 
 
 def train_preset(preset: str, overrides: list[str] | None = None) -> TrainConfig:

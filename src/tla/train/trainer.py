@@ -5,6 +5,10 @@ step consumes `batch_size` samples, split over processes and `grad_accum` micro-
 does not depend on how many processes share the work. The data order is a pure function of (seed,
 step): resume restores the step, the weights, the optimizer, the scheduler and the RNG, and continues
 exactly where an uninterrupted run would be.
+
+Metrics go to train_log.jsonl and to accelerate's tracker (`train.report_to`: tensorboard in RUN/tb by
+default) every `log_every` steps; validation every `val_every`, closed-loop rollouts every `rollout_every`
+(off by default); `checkpoints/best` follows `train.best_metric`.
 """
 
 from __future__ import annotations
@@ -22,7 +26,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import (
+    DistributedType,
+    broadcast_object_list,
+    is_tensorboard_available,
+    is_trackio_available,
+    is_wandb_available,
+    set_seed,
+)
 from tqdm.auto import tqdm
 
 from tla.policies.base import policy_modality
@@ -31,6 +42,7 @@ from tla.policies.registry import save_policy
 from tla.train import checkpoint
 from tla.train.config import TrainConfig
 from tla.train.curves import plot_training
+from tla.train.rollout import episode_plan, rollout, rollout_conditions
 
 
 # --- data ---
@@ -155,7 +167,115 @@ def validate(policy, model, items: Subset, cfg: TrainConfig, micro: int, acceler
     return out
 
 
+# --- tracking ---
+TRACKERS = {
+    "tensorboard": is_tensorboard_available,
+    "trackio": is_trackio_available,
+    "wandb": is_wandb_available,
+}
+
+
+def log_with(report_to: str) -> str | None:
+    """accelerate's `log_with` for `train.report_to`. A missing package is an error naming it: accelerate
+    itself would drop the tracker with only a debug message."""
+    if report_to == "none":
+        return None
+    if report_to not in TRACKERS:
+        raise ValueError(f"train.report_to={report_to!r}: choose one of {sorted(TRACKERS)} or none")
+    if not TRACKERS[report_to]():
+        raise ModuleNotFoundError(f"train.report_to={report_to} needs the `{report_to}` package: "
+                                  f"pip install {report_to} (or train.report_to=none)")
+    return report_to
+
+
+def flat_config(config: dict, prefix: str = "") -> dict:
+    """The run config as the flat scalars every tracker accepts (tensorboard's hparams take no nesting)."""
+    out = {}
+    for k, v in config.items():
+        if isinstance(v, dict):
+            out.update(flat_config(v, f"{prefix}{k}/"))
+        else:
+            out[f"{prefix}{k}"] = v if v is None or isinstance(v, (bool, int, float, str)) else str(v)
+    return out
+
+
+def start_tracking(acc, cfg: TrainConfig, run_dir: Path, run_config: dict, step: int) -> None:
+    """Open the run in the tracker: tensorboard under RUN/tb (its project name is that folder's name)."""
+    if cfg.report_to == "none":
+        return
+    kwargs = {
+        # resumed at `step`: hide the events an earlier invocation logged after it; this one logs them again
+        "tensorboard": {"purge_step": step + 1} if step else {},
+        "wandb": {"name": run_dir.name, "dir": str(run_dir)},
+        "trackio": {"name": run_dir.name},
+    }
+    project = "tb" if cfg.report_to == "tensorboard" else "tla"
+    acc.init_trackers(project, config=flat_config(run_config), init_kwargs=kwargs)
+
+
+def end_tracking(acc) -> None:
+    """Close the trackers. Not `accelerator.end_training()`: it also destroys the process group, which the
+    caller may still need (a launched script that trains again, or reads the world size, after `train`)."""
+    for tracker in acc.trackers:
+        tracker.finish()
+    acc.trackers = []
+
+
+def tracker_values(record: dict) -> dict:
+    """A train_log record as tracker scalars: loss -> train/loss, val_loss -> val/loss,
+    rollout_success -> rollout/success."""
+    split = record.get("split", "train")
+    return {f"{split}/{k.removeprefix(split + '_')}": float(v) for k, v in record.items()
+            if k not in ("step", "split") and isinstance(v, (int, float))}
+
+
+# --- best checkpoint ---
+HIGHER_IS_BETTER = {"rollout_success"}  # every other metric (losses, L1 errors, attempts): lower is better
+
+
+def improves(metric: str, value: float | None, best: float | None) -> bool:
+    if value is None or not math.isfinite(value):  # a diverged (NaN) validation is never the best
+        return False
+    if best is None:
+        return True
+    return value > best if metric in HIGHER_IS_BETTER else value < best
+
+
 # --- training ---
+# Validation, rollouts and checkpoints run the unwrapped model on the main process while the others wait:
+# right when every process holds the whole model and optimizer (data parallel); a hang or a partial
+# checkpoint when they are sharded, so these backends are refused.
+UNSUPPORTED = {DistributedType.DEEPSPEED, DistributedType.FSDP, DistributedType.MEGATRON_LM}
+
+
+def make_accelerator(cfg: TrainConfig, run_dir: Path) -> Accelerator:
+    tracker = log_with(cfg.report_to)
+    # cpu=True without CUDA: under `accelerate launch --multi_gpu` (torchrun) accelerate picks DDP over gloo
+    # accelerate scales each micro-batch loss by 1/grad_accum
+    acc = Accelerator(
+        mixed_precision=mixed_precision(cfg.mixed_precision),
+        cpu=not torch.cuda.is_available(),
+        gradient_accumulation_steps=cfg.grad_accum,
+        log_with=tracker,
+        project_dir=str(run_dir) if tracker else None,
+    )
+    if acc.distributed_type in UNSUPPORTED:
+        raise ValueError(f"the trainer runs data parallel only (DDP, or one process); got "
+                         f"{acc.distributed_type}: use configs/accelerate/paper_ddp.yaml or cpu_ddp2.yaml")
+    return acc
+
+
+def rollout_plan(policy, dataset, train_idx: np.ndarray, cfg: TrainConfig) -> list:
+    """The fixed episodes of the periodic rollouts ([] when off); refused before any training when the
+    simulator that rendered the data is unknown."""
+    if not cfg.rollout_every:
+        return []
+    if policy.sim_config is None:
+        raise ValueError("train.rollout_every needs the simulator config of the training data (a dataset "
+                         "built by `tla data build` records it); this dataset has none: set train.rollout_every=0")
+    return episode_plan(rollout_conditions(dataset, train_idx), cfg.rollout_episodes, cfg.rollout_seed)
+
+
 def record_observation(policy, dataset) -> None:
     """The policy remembers what it trains on (saved beside its weights); a dataset read in another
     modality than the policy's is refused before any work."""
@@ -176,23 +296,19 @@ def train(
     resume: bool = False,
     stop_after: int | None = None,
 ) -> dict:
-    """Train `policy` on `dataset`; writes run_dir/{config.json, train_log.jsonl, checkpoints/, policy/}.
+    """Train `policy` on `dataset`; writes run_dir/{config.json, train_log.jsonl, tb/, checkpoints/, policy/}.
 
-    `stop_after` ends this invocation after that many optimizer steps (an interruption, for tests);
-    `resume=True` continues from checkpoints/last.
+    `policy/` holds the final weights (what `load_policy(run_dir)` and `tla eval --run RUN` use);
+    `checkpoints/best` the weights of the best `train.best_metric` (evaluate them with
+    `--run RUN/checkpoints/best`). `stop_after` ends this invocation after that many optimizer steps (an
+    interruption, for tests); `resume=True` continues from checkpoints/last and keeps checkpoints/best.
     """
     run_dir = Path(run_dir)
     record_observation(policy, dataset)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # DataLoader workers fork after tokenizer use
-    # cpu=True without CUDA: under `accelerate launch --multi_gpu` (torchrun) accelerate picks DDP over gloo
-    # accelerate scales each micro-batch loss by 1/grad_accum (and hands the count to DeepSpeed's config)
-    acc = Accelerator(
-        mixed_precision=mixed_precision(cfg.mixed_precision),
-        cpu=not torch.cuda.is_available(),
-        gradient_accumulation_steps=cfg.grad_accum,
-    )
+    acc = make_accelerator(cfg, run_dir)
     world, rank = acc.num_processes, acc.process_index
     if cfg.batch_size % (cfg.grad_accum * world):
         raise ValueError(
@@ -207,6 +323,7 @@ def train(
     if steps_per_epoch == 0:
         raise ValueError(f"{len(train_set)} training samples is less than one batch of {cfg.batch_size}")
     total = cfg.max_steps or math.ceil(cfg.epochs * steps_per_epoch)
+    plan = rollout_plan(policy, dataset, train_idx, cfg)
     policy.fit_normalizer(train_set)
 
     model = policy.model
@@ -230,12 +347,14 @@ def train(
     if resume and (ckpt_root / "last").exists():
         step = checkpoint.load(ckpt_root / "last", model, opt, sched, policy, rank)
         acc.print(f"resumed from {ckpt_root / 'last'} at step {step}")
+    best = checkpoint.read_best(ckpt_root, cfg.best_metric) if resume else None
     if acc.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(run_config, indent=2))
+    start_tracking(acc, cfg, run_dir, run_config, step)
     log = (run_dir / "train_log.jsonl").open("a") if acc.is_main_process else None
 
-    def save(step: int, periodic: bool) -> None:
+    def save(step: int, periodic: bool = False, name: str = "last") -> None:
         tmp = ckpt_root / "tmp"
         if acc.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -244,20 +363,23 @@ def train(
         acc.wait_for_everyone()
         if acc.is_main_process:
             checkpoint.write_main(tmp, policy, model, opt, sched, step, run_config)
-            checkpoint.publish(tmp, ckpt_root, step, periodic, cfg.keep_checkpoints)
+            if name == "best":
+                checkpoint.write_best(tmp, cfg.best_metric, best, step)
+            checkpoint.publish(tmp, ckpt_root, step, periodic, cfg.keep_checkpoints, name)
         acc.wait_for_everyone()
 
     def emit(record: dict) -> None:
         if log is not None:
             log.write(json.dumps(record) + "\n")
             log.flush()
+            acc.log(tracker_values(record), step=record["step"])
 
     end = total if stop_after is None else min(total, step + stop_after)
     bar = tqdm(
         total=total, initial=step, disable=not acc.is_main_process, desc=f"train {policy.name}", unit="step"
     )
     ddp_model.train()
-    t0, start_step, last_val = time.time(), step, {}
+    t0, start_step, last_val, last_rollout = time.time(), step, {}, {}
     loader = torch.utils.data.DataLoader(
         train_set,
         batch_sampler=StepBatches(len(train_set), cfg, steps_per_epoch, step, end, rank, world),
@@ -270,10 +392,10 @@ def train(
     batches = iter(loader)
     while step < end:
         loss_sum = torch.zeros((), device=acc.device)
-        for k in range(cfg.grad_accum):
+        for _ in range(cfg.grad_accum):
             batch = {key: v.to(acc.device) if torch.is_tensor(v) else v for key, v in next(batches).items()}
-            sync = contextlib.nullcontext() if k == cfg.grad_accum - 1 else acc.no_sync(ddp_model)
-            with sync, acc.autocast():
+            # accumulate() counts the micro-batches: gradients are all-reduced (DDP) on the step's last only
+            with acc.accumulate(ddp_model), acc.autocast():
                 loss, metrics = policy.loss(ddp_model, batch)
                 acc.backward(loss)
             loss_sum += loss.detach() / cfg.grad_accum
@@ -305,17 +427,33 @@ def train(
             )  # policy's own (last micro)
             emit(rec)
             bar.set_postfix(loss=f"{loss_mean:.4f}", lr=f"{rec['lr']:.2e}")
-        if cfg.val_every and (step % cfg.val_every == 0 or step == total) and len(val_set):
+        scores = {}  # this step's validation / rollout metrics (main process), for the best checkpoint
+        validating = bool(cfg.val_every and len(val_set)) and (step % cfg.val_every == 0 or step == total)
+        if validating:
             if acc.is_main_process:
                 last_val = {"step": step, **validate(policy, model, val_set, cfg, micro, acc)}
                 emit({"split": "val", **last_val})
+                scores.update(last_val)
                 if last_val.get("val_collapsed"):
                     tqdm.write(f"WARNING step {step}: COLLAPSED - {policy.name} gives one action for "
                                f"{100 * last_val['val_modal_share']:.0f}% of the validation samples "
                                f"({last_val['val_distinct_answers']} distinct answers)", file=sys.stderr)
             acc.wait_for_everyone()
+        rolling = bool(plan) and (step % cfg.rollout_every == 0 or step == total)
+        if rolling:
+            if acc.is_main_process:
+                last_rollout = {"step": step, **rollout(policy, policy.sim_config, plan)}
+                emit({"split": "rollout", **last_rollout})
+                scores.update(last_rollout)
+            acc.wait_for_everyone()
         if step % cfg.save_every == 0 or step == end:
             save(step, periodic=step % cfg.save_every == 0)
+        if validating or rolling:
+            value = scores.get(cfg.best_metric)
+            new_best = broadcast_object_list([value if improves(cfg.best_metric, value, best) else None])[0]
+            if new_best is not None:
+                best = new_best
+                save(step, name="best")
     bar.close()
     del batches, loader  # shut the loader's worker down now: a lingering one holds ~1 GB per finished run
 
@@ -324,6 +462,7 @@ def train(
     if step == total and acc.is_main_process:
         save_policy(policy, run_dir / "policy")
     acc.wait_for_everyone()
+    end_tracking(acc)
     if log is not None:
         log.close()
     return {
@@ -331,6 +470,8 @@ def train(
         "total_steps": total,
         "finished": step == total,
         "val": last_val,
+        "rollout": last_rollout,
+        "best": {"metric": cfg.best_metric, "value": best},
         "collapsed": bool(last_val.get("val_collapsed", False)),
         "elapsed_s": time.time() - t0,
     }
