@@ -9,6 +9,51 @@ import typer
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="TLA: tactile peg-in-hole, from simulator to policy.")
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        import tla
+
+        print(f"tla {tla.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="print the package version and exit")) -> None:
+    """TLA: tactile peg-in-hole, from simulator to policy."""
+
+
+config_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Show resolved configs.")
+app.add_typer(config_app, name="config")
+
+
+def flat_items(value, prefix: str = "") -> list[tuple[str, object]]:
+    """A nested config dict as (dotted key, value) pairs, the keys `tla train` overrides take."""
+    if isinstance(value, dict):
+        return [kv for k, v in value.items() for kv in flat_items(v, f"{prefix}{k}.")]
+    return [(prefix[:-1], value)]
+
+
+@config_app.command("show")
+def config_show(
+    policy: str = typer.Option("tla", help="registered policy: tla, bc, dp"),
+    preset: str = typer.Option("tiny", help="tiny (CPU) or paper"),
+    split: str = typer.Option("sp_train", help="training split (multi-peg splits train fewer epochs)"),
+    overrides: list[str] = typer.Argument(None, help="dotted overrides, as `tla train` takes them"),
+) -> None:
+    """Every config key of a `tla train` run with its resolved value: the policy's (`key=value` on the
+    command line) and the trainer's (`train.key=value`). Builds no model."""
+    from tla.config import to_dict
+    from tla.policies.registry import preset_config
+    from tla.train.cli import _split_overrides, train_config
+
+    train_ov, policy_ov = _split_overrides(list(overrides or []))
+    for key, value in flat_items(to_dict(preset_config(policy, preset, policy_ov))):
+        print(f"{key} = {value!r}")
+    for key, value in flat_items(to_dict(train_config(policy, preset, split, train_ov)), "train."):
+        print(f"{key} = {value!r}")
+
 # --- sub-command registration (one line per job; each module exposes a typer app or a command) ---
 from tla.sim.cli import app as sim_app  # noqa: E402
 

@@ -33,15 +33,27 @@ def policy_class(name: str):
     return getattr(importlib.import_module(module), cls)
 
 
+def preset_config(name: str, preset: str = "tiny", overrides: list[str] | None = None):
+    """A policy preset's resolved config dataclass, without building the model: `cls.preset_config(preset,
+    overrides)` where the class has it (TLA), else the `Config` annotated on `cls.__init__(config)`."""
+    cls, overrides = policy_class(name), list(overrides or [])
+    if hasattr(cls, "preset_config"):
+        return cls.preset_config(preset, overrides)
+    return apply_overrides(_config_class(cls).preset_config(preset), overrides)
+
+
+def _config_class(cls):
+    hint = typing.get_type_hints(cls.__init__).get("config")
+    return next(a for a in (typing.get_args(hint) or (hint,)) if a is not type(None))
+
+
 def build_policy(name: str, preset: str = "tiny", overrides: list[str] | None = None):
     """A fresh policy: `cls.build(preset, overrides)`, or else `cls(Config.preset_config(preset))` with the
     dotted overrides applied, `Config` being the type annotated on `cls.__init__(config)`."""
     cls, overrides = policy_class(name), list(overrides or [])
     if hasattr(cls, "build"):
         return cls.build(preset, overrides)
-    hint = typing.get_type_hints(cls.__init__).get("config")
-    config_cls = next(a for a in (typing.get_args(hint) or (hint,)) if a is not type(None))
-    return cls(apply_overrides(config_cls.preset_config(preset), overrides))
+    return cls(preset_config(name, preset, overrides))
 
 
 def policy_config(policy) -> dict | None:

@@ -34,6 +34,7 @@ def versions() -> dict[str, str]:
 
 class TLAPolicy(TrainablePolicy):
     name = "tla"
+    preset_config = staticmethod(tla_preset)  # (preset, overrides) -> TLAConfig, no model built
 
     def __init__(self, cfg: TLAConfig, tokenizer=None, model=None):
         self.cfg = cfg
