@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from tla.config import PolicyName, ReproducePresetName, TrainPresetName
+
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="TLA: tactile peg-in-hole, from simulator to policy.")
 
 
@@ -37,8 +39,8 @@ def flat_items(value, prefix: str = "") -> list[tuple[str, object]]:
 
 @config_app.command("show")
 def config_show(
-    policy: str = typer.Option("tla", help="registered policy: tla, bc, dp"),
-    preset: str = typer.Option("tiny", help="tiny (CPU) or paper"),
+    policy: PolicyName = typer.Option("tla", help="registered policy"),
+    preset: TrainPresetName = typer.Option("tiny", help="tiny (CPU) or paper"),
     split: str = typer.Option("sp_train", help="training split (multi-peg splits train fewer epochs)"),
     overrides: list[str] = typer.Argument(None, help="dotted overrides, as `tla train` takes them"),
 ) -> None:
@@ -130,7 +132,7 @@ def demo(
 
 @app.command()
 def reproduce(
-    preset: str = typer.Option("tiny", help="smoke (minutes), tiny (CPU, ~50 min) or paper (GPU)"),
+    preset: ReproducePresetName = typer.Option("tiny", help="smoke (minutes), tiny (CPU, ~50 min) or paper (GPU)"),
     out: Path = typer.Option(Path("outputs/reproduce"), help="output folder (rerun to resume)"),
     data: Path = typer.Option(None, help="reuse an existing dataset instead of building one"),
     model_path: Path = typer.Option(None, help="local Qwen2-VL checkpoint for the TLA models (paper preset)"),
@@ -205,13 +207,29 @@ def main() -> None:
     import sys
 
     try:
-        app(standalone_mode=True)
+        code = app(standalone_mode=False)  # click's usage errors reach us too, to be printed on one line
     except Exception as exc:  # typer re-raises what the command raised
+        if _is_click(exc, "NoArgsIsHelpError"):  # `tla`, `tla data`: the help, as asked
+            print(exc.ctx.get_help())
+            sys.exit(0)
+        if _is_click(exc, "UsageError"):  # unknown option, bad choice, missing value, bad number
+            where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+            print(f"error: {exc.format_message()}{where}", file=sys.stderr)
+            sys.exit(2)
+        if _is_click(exc, "Abort"):  # Ctrl-C at a prompt
+            print("error: aborted", file=sys.stderr)
+            sys.exit(1)
         message = user_error(exc)
         if message is None or os.environ.get("TLA_DEBUG"):
             raise
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _is_click(exc: BaseException, name: str) -> bool:
+    """Whether `exc` is click's exception `name` (typer ships its own copy of click: match by class name)."""
+    return any(c.__name__ == name for c in type(exc).__mro__)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,19 @@ import dataclasses
 import json
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 T = TypeVar("T")
+
+# Command-line choices: typer lists them in --help and refuses anything else in one line. Each mirrors a
+# registry (tests/test_cli_choices.py keeps them equal): policies, presets, modalities, export formats.
+PolicyName = Literal["tla", "bc", "dp"]
+TrainPresetName = Literal["tiny", "paper"]
+ReproducePresetName = Literal["smoke", "tiny", "paper"]
+DataPresetName = Literal["paper", "tiny", "smoke"]
+ViewModality = Literal["rgb", "marker_flow", "depth", "all"]
+ExportFormat = Literal["messages", "trl", "llamafactory", "lerobot"]
+ExportStyle = Literal["llamafactory", "trl"]
 
 
 class ConfigError(ValueError):

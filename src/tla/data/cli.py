@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tla.config import DataPresetName, ExportFormat, ExportStyle, ViewModality
 from tla.data.store import DatasetError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Tactile-action dataset: build, view, export.")
@@ -23,7 +24,7 @@ def _fail(e: Exception) -> None:
 @app.command()
 def build(
     out: Path = typer.Option(..., "--out", help="dataset directory (created; rerun the same command to resume)"),
-    preset: str = typer.Option("tiny", help="paper | tiny | smoke"),
+    preset: DataPresetName = typer.Option("tiny", help="paper (GPU scale), tiny (CPU) or smoke (seconds)"),
     workers: int = typer.Option(2, help="worker processes (content does not depend on it)"),
     seed: int | None = typer.Option(None, help="dataset seed (default: the preset's, 0)"),
     shard_index: int = typer.Option(0, help="this job's slice (cluster job arrays); join with `tla data merge`"),
@@ -89,7 +90,7 @@ def view(
     index: int = typer.Option(0),
     out: Path = typer.Option(Path("sheet.png")),
     composite_size: int = typer.Option(616),
-    modality: str = typer.Option("rgb", help="rgb, marker_flow or depth (as a policy sees it); all: one row each"),
+    modality: ViewModality = typer.Option("rgb", help="rgb, marker_flow or depth (as a policy sees it); all: one row each"),
 ) -> None:
     """Contact sheet of one sample: frames, composite, pose error, label, instruction/answer."""
     from tla.data.view import modality_sheet, sample_sheet
@@ -129,13 +130,13 @@ EXPORT_FORMATS = ("messages", "trl", "llamafactory", "lerobot")
 def export(
     root: Path,
     out: Path = typer.Option(..., "--out"),
-    format: str = typer.Option(
+    format: ExportFormat = typer.Option(
         "messages",
         help="messages: chat JSONL + PNGs; trl: prompt-completion parquet with embedded images; llamafactory: "
         "sharegpt JSONL + dataset_info.json + training YAML; lerobot: one LeRobot v3.0 root per split",
     ),
     split: list[str] = typer.Option([], help="splits to export (default: all)"),
-    style: str = typer.Option("llamafactory", help="messages only: llamafactory ('<image>' token) or trl "
+    style: ExportStyle = typer.Option("llamafactory", help="messages only: llamafactory ('<image>' token) or trl "
                                                    "(content lists)"),
     composite_size: int = typer.Option(616, help="chat formats: side of the tiled composite image"),
     limit: int | None = typer.Option(None, help="at most this many samples (lerobot: frames) per split"),

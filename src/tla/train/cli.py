@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import typer
 
+from tla.config import PolicyName, TrainPresetName
+
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Train and query policies.")
 
 
@@ -29,9 +31,9 @@ def _split_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
 def train_cmd(
     data: Path = typer.Option(..., help="dataset root (tla data build output)"),
     out: Path = typer.Option(..., help="run directory"),
-    policy: str = typer.Option(None, help="registered policy: tla (default), bc, dp"),
+    policy: PolicyName | None = typer.Option(None, help="registered policy (default tla; a resumed run: its own)"),
     split: str = typer.Option(None, help="training split (default sp_train); validation is carved from it by episode"),
-    preset: str = typer.Option(None, help="tiny (CPU, default) or paper"),
+    preset: TrainPresetName | None = typer.Option(None, help="tiny (CPU, default) or paper"),
     max_steps: int | None = typer.Option(None, help="optimizer steps (overrides epochs)"),
     resume: bool = typer.Option(False, help="continue the run in OUT from its last checkpoint, as recorded"),
     overwrite: bool = typer.Option(False, help="replace the run already in OUT"),

@@ -1,0 +1,102 @@
+"""Bad command lines end in one `error: ...` line and exit status 2, never a traceback; choices on the
+command line mirror the registries they stand for."""
+
+import sys
+import typing
+
+import pytest
+
+from tla.cli import main
+
+
+def run_tla(argv: list[str], capsys) -> tuple[int, str, str]:
+    old = sys.argv
+    sys.argv = ["tla", *argv]
+    try:
+        with pytest.raises(SystemExit) as e:
+            main()
+    finally:
+        sys.argv = old
+    out, err = capsys.readouterr()
+    return e.value.code, out, err
+
+
+def bad_command_lines(tmp):
+    missing = str(tmp / "missing")
+    return [
+        (["--bogus"], "No such option"),
+        (["train"], "Missing option '--data'"),
+        (["train", "--policy", "xx", "--data", missing, "--out", str(tmp / "r")], "'xx' is not one of"),
+        (["train", "--preset", "huge", "--data", missing, "--out", str(tmp / "r")], "'huge' is not one of"),
+        (["train", "--data", missing, "--out", str(tmp / "r")], "does not exist"),
+        (["train", "--data", missing, "--out", str(tmp / "r"), "--max-steps", "ten"], "--max-steps"),
+        (["predict", "--run", missing, "--data", missing], "missing"),
+        (["eval", "offline", "--run", missing, "--data", missing, "--out", str(tmp / "o")], "missing"),
+        (["eval", "closed-loop", "--run", missing, "--out", str(tmp / "o")], "missing"),
+        (["serve", "--run", missing], "missing"),
+        (["reproduce", "--preset", "huge"], "'huge' is not one of"),
+        (["reproduce", "--data", missing, "--out", str(tmp / "rep")], "is not a dataset"),
+        (["sim", "preview", "--ex", "nan", "--out", str(tmp / "a.png")], "pose error"),
+        (["sim", "preview", "--erz", "inf", "--out", str(tmp / "a.png")], "pose error"),
+        (["sim", "preview", "--ex", "abc"], "valid number"),
+        (["sim", "preview", "--shape", "star"], "star"),
+        (["sim", "preview", "--clearance", "-1", "--out", str(tmp / "b.png")], "clearance must be a positive"),
+        (["data", "build", "--preset", "smoke", "--out", str(tmp / "d"), "--set", "shard_size=0"], "shard_size"),
+        (["data", "build", "--preset", "smoke", "--out", str(tmp / "d"), "--set", "clearance=-1"], "clearance"),
+        (["data", "build", "--preset", "galaxy", "--out", str(tmp / "d")], "'galaxy' is not one of"),
+        (["data", "export", missing, "--out", str(tmp / "e"), "--format", "zip"], "'zip' is not one of"),
+        (["data", "export", missing, "--out", str(tmp / "e"), "--format", "lerobot"], "missing"),
+        (["data", "view", missing], "missing"),
+        (["data", "verify", missing], "missing"),
+        (["config", "show", "--policy", "bc", "lr=3"], "unknown config key 'lr'"),
+        (["export-model", missing, "--out", str(tmp / "m")], "missing"),
+    ]
+
+
+def test_every_bad_command_line_is_one_error_line_and_exit_2(tmp_path, capsys):
+    cases = bad_command_lines(tmp_path)
+    assert len(cases) >= 20
+    for argv, expected in cases:
+        code, out, err = run_tla(argv, capsys)
+        lines = err.strip().splitlines()
+        assert code == 2, (argv, code, err)
+        assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, (argv, err)
+        assert expected in lines[0], (argv, lines[0])
+    assert not (tmp_path / "d").exists() and not (tmp_path / "rep").exists()  # nothing was claimed
+
+
+def test_help_version_and_config_show(capsys):
+    import tla
+
+    assert run_tla(["--version"], capsys)[:2] == (0, f"tla {tla.__version__}\n")
+    code, out, _ = run_tla([], capsys)
+    assert code == 0 and "reproduce" in out and "train" in out  # no arguments: the help
+    code, out, _ = run_tla(["config", "show", "--policy", "tla", "--preset", "tiny", "train.lr=3e-4",
+                            "model.tiny.text_layers=3"], capsys)
+    shown = dict(line.split(" = ", 1) for line in out.strip().splitlines())
+    assert code == 0 and shown["train.lr"] == "0.0003" and shown["model.tiny.text_layers"] == "3"
+    assert shown["modality"] == "'marker_flow'" and shown["layout"] == "'composite'"
+    code, out, _ = run_tla(["config", "show", "--policy", "dp", "--split", "mp_train"], capsys)
+    shown = dict(line.split(" = ", 1) for line in out.strip().splitlines())
+    from tla.train.cli import resolve_run
+
+    train_cfg = resolve_run("dp", "tiny", "mp_train", [], None)[0]  # what `tla train` would use
+    assert code == 0 and shown["train.epochs"] == repr(train_cfg.epochs) and "noise_samples" in shown
+
+
+def test_command_line_choices_mirror_the_registries():
+    from tla import config
+    from tla.data.cli import EXPORT_FORMATS
+    from tla.data.config import PRESETS as DATA_PRESETS
+    from tla.eval.reproduce import PRESETS as REPRODUCE_PRESETS
+    from tla.policies.registry import POLICIES
+    from tla.sim.modality import MODALITIES
+
+    def args(t):
+        return set(typing.get_args(t))
+
+    assert args(config.PolicyName) == set(POLICIES)
+    assert args(config.DataPresetName) == set(DATA_PRESETS)
+    assert args(config.ReproducePresetName) == set(REPRODUCE_PRESETS)
+    assert args(config.ViewModality) == {*MODALITIES, "all"}
+    assert args(config.ExportFormat) == set(EXPORT_FORMATS)
