@@ -68,10 +68,11 @@ def test_concurrent_requests_are_batched(bc_run, frames):
     np.testing.assert_allclose([r["action_list"] for r in results], [results[0]["action_list"]] * 8, atol=1e-5)
 
 
-def test_api_key_checked_on_every_request(bc_run, frames):
+def test_api_key_checked_on_every_request_but_health(bc_run, frames):
     app = create_app(load_policy(bc_run), ServeSettings(api_key="s3cret"))
     with background_server(app) as url:
-        for path in ("/health", "/info", "/openapi.json"):
+        assert httpx.get(url + "/health").json()["status"] == "ok"  # load balancers poll it without the key
+        for path in ("/info", "/openapi.json", "/docs", "/health/"):
             assert httpx.get(url + path).status_code == 401
             assert httpx.get(url + path, headers={"X-API-Key": "wrong"}).status_code == 401
         with pytest.raises(PolicyError) as e:
@@ -169,3 +170,17 @@ def test_decoded_pixels_and_decodes_in_flight_are_bounded(bc_run):
     finally:
         serve_app._decode_observation = real
     assert peak[0] == 2
+
+
+def test_lifespan_can_end_and_start_again(bc_run, frames):
+    """A lifespan that ends closes the batcher; the next one restarts it (test clients, schemathesis cycle
+    lifespans per test: requests used to hang until predict_timeout_s); a closed batcher answers 503 at once."""
+    from fastapi.testclient import TestClient
+
+    app = create_app(load_policy(bc_run), ServeSettings(predict_timeout_s=5.0))
+    body = {"frames": [encode_png(f) for f in frames], "shape": "square"}
+    for _ in range(2):
+        with TestClient(app) as c:
+            assert c.post("/act", json=body).status_code == 200
+    r = TestClient(app).post("/act", json=body)  # no lifespan: the batcher stays closed
+    assert r.status_code == 503 and "shutting down" in r.text

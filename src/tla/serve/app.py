@@ -2,10 +2,17 @@
 
 Endpoints: POST /act (tactile frames or composite + shape -> action), GET /health, GET /info, plus the
 OpenAPI schema (/openapi.json, /docs). Bad input always gets a 4xx whose message names the field:
+  400  a body that is not parseable JSON text (not UTF-8, nested too deeply), an invalid Content-Length
   413  body over `max_body_bytes` (checked on Content-Length before reading, and while reading; a refused
        body up to 4x the limit is drained first, so the client reads the reply, not a reset)
-  401  missing / wrong X-API-Key when the app has a key (every path)
-  422  schema errors (pydantic), bad base64, not PNG/JPEG, image sizes out of bounds, frames of unequal size
+  401  missing / wrong X-API-Key when the app has a key (every path but GET /health, which load balancers poll)
+  422  JSON syntax and schema errors (pydantic), bad base64, not PNG/JPEG, bad json-numpy data, image sizes out
+       of bounds (frames under `min_frame_side` = 16 px per side, or over the side / pixel limits), frames of
+       unequal size, an instruction that names no single peg shape
+OpenVLA-style requests (`schemas.OpenVLARequest`, `EncodedRequest`) are answered with OpenVLA's bare action
+(json-numpy float64 [dx mm, dy mm, drz deg]; a JSON string of it for the `encoded` form, as OpenVLA's
+deploy.py does); `?format=full` gives them the ActResponse, `?format=openvla` gives a native request the
+bare action.
 Composite input: the image is split into a 3x3 grid of equal cells (H // 3 x W // 3, the remainder
 ignored, as `make_composite` pads it), the first 8 cells row-major are the frames left t0..t3, right
 t0..t3, and each cell is resized to the run's frame size when known. A composite built by
@@ -27,15 +34,35 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader
+from pydantic import ValidationError
 
-from tla.serve.batching import MicroBatcher
-from tla.serve.schemas import Action, ActRequest, ActResponse, Health, Info
+from tla.serve import jsonnumpy
+from tla.serve.batching import BatcherClosed, MicroBatcher
+from tla.serve.schemas import (
+    BODY_KINDS,
+    MIN_FRAME_SIDE,
+    ActBody,
+    Action,
+    ActRequest,
+    ActResponse,
+    EncodedRequest,
+    ErrorMessage,
+    Health,
+    Info,
+    NumpyAction,
+    NumpyArray,
+    NumpyImage,
+    OpenVLARequest,
+    ValidationErrors,
+)
 from tla.sim.compose import NUM_FRAMES
 
 
@@ -45,13 +72,13 @@ class ServeSettings:
     max_wait_ms: float = 5.0  # how long the batcher waits to fill a batch
     max_body_bytes: int = 16 * 2**20  # 8 PNG frames of 240 x 320 are ~2.5 MB as base64
     max_image_side: int = 2048  # px, per decoded image (checked before decoding)
-    min_image_side: int = 3
+    min_frame_side: int = MIN_FRAME_SIDE  # px per side of a frame (composite: of a cell, so 3x for the image)
     # decoded pixels per image, checked from the header before decoding: 8 frames at 2048 x 2048 decode to
     # 100 MB per request; 1 MP holds a 616 px composite or frames 3x the paper's 240 x 320
     max_image_pixels: int = 1024 * 1024
     max_decodes_in_flight: int = 4  # requests decoding images at once (the others wait): bounds their memory
     predict_timeout_s: float = 120.0
-    api_key: str | None = None  # when set, every request needs the X-API-Key header
+    api_key: str | None = None  # when set, every request but GET /health needs the X-API-Key header
     frame_size: tuple[int, int] | None = None  # (H, W) composite cells are resized to; None: keep cell size
 
     def public(self) -> dict:
@@ -78,8 +105,12 @@ def check_bind(host: str, allow_remote: bool, api_key: str | None) -> None:
 
 
 # ---------------------------------------------------------------------------------------- ASGI guard
+PUBLIC = {("GET", "/health")}  # answered without the API key: load balancers poll it
+
+
 class Guard:
-    """Pure ASGI middleware: API key check, then the body byte limit (413 before the body is read)."""
+    """Pure ASGI middleware: API key check (all requests but PUBLIC), then the body byte limit (413 before
+    the body is read)."""
 
     def __init__(self, app, api_key: str | None, max_body_bytes: int):
         self.app, self.api_key, self.limit = app, api_key, max_body_bytes
@@ -89,7 +120,7 @@ class Guard:
             return await self.app(scope, receive, send)
         scope.setdefault("state", {})["t_arrival"] = time.perf_counter()
         headers = dict(scope.get("headers") or [])
-        if self.api_key is not None:
+        if self.api_key is not None and (scope.get("method"), scope.get("path")) not in PUBLIC:
             given = headers.get(b"x-api-key", b"")
             if not hmac.compare_digest(given, self.api_key.encode()):
                 return await self._refuse(receive, send, 401, "missing or wrong X-API-Key header")
@@ -150,7 +181,16 @@ def _bad(field: str, msg: str, status: int = 422) -> HTTPException:
                                           "type": "value_error"}])
 
 
-def decode_image(b64: str, field: str, s: ServeSettings) -> np.ndarray:
+def check_size(h: int, w: int, field: str, s: ServeSettings, min_side: int) -> None:
+    """HTTP 422 when an image of h x w px is outside [min_side, max_image_side] per side or over max_image_pixels."""
+    if not (min_side <= h <= s.max_image_side and min_side <= w <= s.max_image_side):
+        raise _bad(field, f"image size {h}x{w} (HxW) outside [{min_side}, {s.max_image_side}] px per side")
+    if h * w > s.max_image_pixels:
+        raise _bad(field, f"image size {h}x{w} is {h * w} pixels, over the server's limit of {s.max_image_pixels}; "
+                          f"send the frames at the sensor's resolution")
+
+
+def decode_image(b64: str, field: str, s: ServeSettings, min_side: int | None = None) -> np.ndarray:
     """base64 PNG/JPEG -> uint8 RGB (H, W, 3); HTTP 422 naming `field` on any problem. PIL reads the header only
     (format, size: a decompression bomb is refused before any pixel is decoded); OpenCV decodes."""
     from PIL import Image
@@ -166,15 +206,23 @@ def decode_image(b64: str, field: str, s: ServeSettings) -> np.ndarray:
     if img.format not in ("PNG", "JPEG"):
         raise _bad(field, f"image format {img.format} not accepted; send PNG or JPEG")
     w, h = img.size
-    if not (s.min_image_side <= h <= s.max_image_side and s.min_image_side <= w <= s.max_image_side):
-        raise _bad(field, f"image size {h}x{w} (HxW) outside [{s.min_image_side}, {s.max_image_side}] px per side")
-    if h * w > s.max_image_pixels:
-        raise _bad(field, f"image size {h}x{w} is {h * w} pixels, over the server's limit of {s.max_image_pixels}; "
-                          f"send the frames at the sensor's resolution")
+    check_size(h, w, field, s, s.min_frame_side if min_side is None else min_side)
     bgr = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)  # header checked: decode (faster than PIL)
     if bgr is None or bgr.shape[:2] != (h, w):
         raise _bad(field, "the image data is corrupt or truncated")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def decode_array(arr: NumpyArray, field: str, s: ServeSettings) -> np.ndarray:
+    """A json-numpy image or frames array (dtype and shape already checked by the schema) -> uint8 array; the
+    size limits apply per image, before decoding, as for PNG."""
+    composite = isinstance(arr, NumpyImage)
+    h, w = arr.shape[-3:-1]
+    check_size(h, w, field, s, 3 * s.min_frame_side if composite else s.min_frame_side)
+    try:
+        return jsonnumpy.decode(arr.data, np.uint8, tuple(arr.shape))
+    except ValueError as e:
+        raise _bad(field, str(e)) from None
 
 
 def split_composite(comp: np.ndarray, frame_size: tuple[int, int] | None) -> np.ndarray:
@@ -188,15 +236,19 @@ def split_composite(comp: np.ndarray, frame_size: tuple[int, int] | None) -> np.
     return np.ascontiguousarray(np.stack(cells))
 
 
-def observation(req: ActRequest, s: ServeSettings, gate: threading.BoundedSemaphore | None = None) -> np.ndarray:
+def observation(req: ActRequest | OpenVLARequest, s: ServeSettings, gate: threading.BoundedSemaphore | None = None) -> np.ndarray:
     """The request's images decoded into one observation; `gate` bounds how many requests decode at once."""
     with gate or contextlib.nullcontext():
         return _decode_observation(req, s)
 
 
-def _decode_observation(req: ActRequest, s: ServeSettings) -> np.ndarray:
+def _decode_observation(req: ActRequest | OpenVLARequest, s: ServeSettings) -> np.ndarray:
+    if isinstance(req, OpenVLARequest):
+        if req.image is not None:
+            return split_composite(decode_array(req.image, "image", s), s.frame_size)
+        return np.array(decode_array(req.frames, "frames", s))  # type: ignore[arg-type]
     if req.composite is not None:
-        return split_composite(decode_image(req.composite, "composite", s), s.frame_size)
+        return split_composite(decode_image(req.composite, "composite", s, 3 * s.min_frame_side), s.frame_size)
     frames = [decode_image(f, f"frames[{i}]", s) for i, f in enumerate(req.frames or [])]
     for i, f in enumerate(frames[1:], 1):
         if f.shape != frames[0].shape:
@@ -205,13 +257,53 @@ def _decode_observation(req: ActRequest, s: ServeSettings) -> np.ndarray:
     return np.stack(frames)
 
 
+def parse_encoded(req: EncodedRequest) -> OpenVLARequest:
+    """OpenVLA's {"encoded": "<JSON text>"} wrapper -> the request it holds; 422 naming the inner field."""
+    try:
+        inner = json.loads(req.encoded)
+    except (ValueError, RecursionError):
+        raise _bad("encoded", "not valid JSON text (an OpenVLA request: image, instruction)") from None
+    try:
+        return OpenVLARequest.model_validate(inner)
+    except ValidationError as e:
+        raise HTTPException(422, detail=[_error(["body", "encoded", *err["loc"]], err) for err in e.errors()]) from None
+
+
+def _error(loc: list, err: dict) -> dict:
+    """A pydantic error as the server reports it: loc, a message naming the field, type (no echo of input)."""
+    return {"loc": loc, "msg": f"{'.'.join(map(str, loc))}: {err.get('msg')}", "type": err.get("type")}
+
+
+def bare_action(action: np.ndarray, encoded: bool) -> NumpyAction | str:
+    """OpenVLA's answer: the action as json-numpy (float64), as JSON text when the request was `encoded`."""
+    arr = jsonnumpy.encode(np.asarray(action, dtype="<f8"))
+    return json.dumps(arr) if encoded else NumpyAction.model_validate(arr)
+
+
+_ERRORS = {
+    400: ("the body is not parseable JSON text (not UTF-8, nested too deeply), or an invalid Content-Length", None),
+    401: ("missing or wrong X-API-Key header", None),
+    413: ("request body over the server's limit (`limits.max_body_bytes` in /info)", None),
+    422: (("invalid request; `detail` names each field: JSON syntax; the schema's rules; base64 that is not a PNG "
+           "or JPEG image; json-numpy data whose length does not match its shape; an image side under 16 px per "
+           "frame (48 px for a composite) or over the server's `max_image_side` / `max_image_pixels` (/info "
+           "`limits`); frames of unequal sizes; an instruction (without `shape`) that names no single peg shape"),
+          ValidationErrors),
+    503: ("the policy did not answer in time, or the server is shutting down", None),
+}
+
+
+def _responses(*codes: int) -> dict:
+    return {c: {"description": _ERRORS[c][0], "model": _ERRORS[c][1] or ErrorMessage} for c in codes}
+
+
 # ----------------------------------------------------------------------------------------------- app
 def _policy_info(policy) -> tuple[dict | None, list[float] | None, dict | None]:
     from tla.policies.registry import policy_config
 
     cfg = policy_config(policy)
     scale = (cfg or {}).get("scale")
-    keys = ("modality", "image_size", "input_format", "composite_size")
+    keys = ("modality", "image_size", "input_format", "layout", "composite_size", "frame_size")
     model_input = {k: cfg[k] for k in keys if cfg and k in cfg} or None
     return cfg, list(scale) if scale is not None else None, model_input
 
@@ -227,6 +319,7 @@ def create_app(policy, settings: ServeSettings | None = None, run: str | None = 
 
     @asynccontextmanager
     async def lifespan(_app):
+        batcher.start()  # again, when a lifespan ends and a new one starts
         yield
         batcher.close()
 
@@ -236,28 +329,45 @@ def create_app(policy, settings: ServeSettings | None = None, run: str | None = 
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request, exc: RequestValidationError):
-        errors = [{"loc": list(e.get("loc", [])), "msg": f"{'.'.join(map(str, e.get('loc', [])))}: {e.get('msg')}",
-                   "type": e.get("type")} for e in exc.errors()]  # no echo of the (possibly huge) input
+        errors = [_error(_untagged(list(e.get("loc", []))), e) for e in exc.errors()]  # no echo of the input
         return JSONResponse({"detail": errors}, status_code=422)
 
-    @app.post("/act", response_model=ActResponse, responses={401: {}, 413: {}, 422: {}})
-    def act(req: ActRequest, request: Request) -> ActResponse:
+    # the key is checked by Guard; the scheme documents it (only when the server has a key)
+    protected = [Security(APIKeyHeader(name="X-API-Key", auto_error=False))] if s.api_key else []
+    keyed = (401,) if s.api_key else ()
+
+    @app.post("/act", response_model=ActResponse | NumpyAction | str, dependencies=protected,
+              responses=_responses(400, *keyed, 413, 422, 503),
+              description="Native request (`ActRequest`) -> `ActResponse`; OpenVLA-style request (`OpenVLARequest`, "
+                          "or its `encoded` wrapper) -> the bare action as OpenVLA answers it: json-numpy float64 "
+                          "[dx mm, dy mm, drz deg] (a JSON string of it for `encoded`). `format` overrides: "
+                          "`full` = ActResponse, `openvla` = the bare action.")
+    def act(req: ActBody, request: Request,
+            fmt: Literal["full", "openvla"] | None = Query(None, alias="format")) -> ActResponse | NumpyAction | str:
         t0 = getattr(request.state, "t_arrival", time.perf_counter())
+        encoded = isinstance(req, EncodedRequest)
+        if encoded:
+            req = parse_encoded(req)
         obs = observation(req, s, decoding)
         try:
             res = batcher.submit(obs, req.peg_shape()).result(timeout=s.predict_timeout_s)
         except FutureTimeout:
             raise HTTPException(503, detail="the policy did not answer in time") from None
+        except BatcherClosed as e:
+            raise HTTPException(503, detail=str(e)) from None
+        if (fmt or ("openvla" if isinstance(req, OpenVLARequest) else "full")) == "openvla":
+            return bare_action(res.action, encoded)
         a = [float(v) for v in res.action]
         return ActResponse(action=Action(dx_mm=a[0], dy_mm=a[1], drz_deg=a[2]), action_list=a, text=res.text,
-                           parse_ok=res.parse_ok, policy=name, shape=req.peg_shape(), request_id=req.request_id,
+                           parse_ok=res.parse_ok, policy=name, shape=req.peg_shape(),
+                           request_id=getattr(req, "request_id", None),
                            batch_size=res.batch_size, predict_ms=res.predict_ms, latency_ms=1000 * (time.perf_counter() - t0))
 
-    @app.get("/health", response_model=Health)
+    @app.get("/health", response_model=Health, responses=_responses(400, 413))
     def health() -> Health:
         return Health(policy=name, uptime_s=time.time() - started, served=batcher.served, queued=batcher.queued)
 
-    @app.get("/info", response_model=Info)
+    @app.get("/info", response_model=Info, dependencies=protected, responses=_responses(400, *keyed, 413))
     def info() -> Info:
         fs = list(s.frame_size) if s.frame_size else None
         spec = getattr(policy, "observation_spec", None)
@@ -266,6 +376,11 @@ def create_app(policy, settings: ServeSettings | None = None, run: str | None = 
 
     app.add_middleware(Guard, api_key=s.api_key, max_body_bytes=s.max_body_bytes)
     return app
+
+
+def _untagged(loc: list) -> list:
+    """A request error's location without the union tag pydantic inserts (body.native.frames -> body.frames)."""
+    return [loc[0], *loc[2:]] if len(loc) > 1 and loc[0] == "body" and loc[1] in BODY_KINDS else loc
 
 
 def run_frame_size(run_dir: str | Path) -> tuple[int, int] | None:

@@ -3,7 +3,9 @@
 The worker takes the first waiting request, then keeps collecting for up to `max_wait_ms` or until
 `max_batch` requests are in hand, and calls `policy.predict` once per group of equally sized
 observations (frames of different sizes cannot be stacked). Each request gets a `Future` resolved with
-its own row of the prediction. Works for any `tla.policies.base.Policy`.
+its own row of the prediction. Works for any `tla.policies.base.Policy`. The worker can be closed and
+started again (an ASGI app's lifespan may end and start more than once, e.g. under a test client); a job
+submitted to a closed batcher, or left queued when it closes, fails at once with `BatcherClosed`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
+
+
+class BatcherClosed(RuntimeError):
+    """The batcher is closed: the server is shutting down."""
 
 
 @dataclass
@@ -39,9 +45,17 @@ class MicroBatcher:
             raise ValueError("max_batch must be >= 1 and max_wait_ms >= 0")
         self.policy, self.max_batch, self.max_wait = policy, max_batch, max_wait_ms / 1000.0
         self._queue: queue.Queue[_Job | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="tla-batcher", daemon=True)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # orders submit / start / close
         self.served = 0
-        self._thread.start()
+        self.start()
+
+    def start(self) -> None:
+        """Start the worker thread, unless it runs."""
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="tla-batcher", daemon=True)
+                self._thread.start()
 
     @property
     def queued(self) -> int:
@@ -49,12 +63,27 @@ class MicroBatcher:
 
     def submit(self, obs: np.ndarray, shape: str) -> Future:
         fut: Future = Future()
-        self._queue.put(_Job(obs, shape, fut))
+        with self._lock:
+            if self._thread is None:
+                raise BatcherClosed("the policy server is shutting down")
+            self._queue.put(_Job(obs, shape, fut))
         return fut
 
     def close(self, timeout: float = 5.0) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout)
+        """Stop the worker after the jobs queued before this call; any job left fails with BatcherClosed."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+            if thread is None:
+                return
+            self._queue.put(None)
+        thread.join(timeout)
+        while not thread.is_alive():  # (a worker still busy after `timeout` keeps its queue)
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if job is not None:
+                job.future.set_exception(BatcherClosed("the policy server is shutting down"))
 
     def _collect(self, first: _Job) -> tuple[list[_Job], bool]:
         jobs, deadline = [first], time.monotonic() + self.max_wait
