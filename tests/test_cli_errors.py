@@ -100,3 +100,17 @@ def test_command_line_choices_mirror_the_registries():
     assert args(config.ReproducePresetName) == set(REPRODUCE_PRESETS)
     assert args(config.ViewModality) == {*MODALITIES, "all"}
     assert args(config.ExportFormat) == set(EXPORT_FORMATS)
+
+
+def test_the_robot_side_client_and_tla_sim_import_light():
+    """`tla.client` runs on a robot computer: it must not pull in the simulator's numba / scipy / shapely /
+    gymnasium (nor torch); `import tla.sim` stays cheap and registers the env only with `tla.sim.env`."""
+    import subprocess
+
+    code = ("import sys, tla.client, tla.sim; heavy = ('numba', 'scipy', 'shapely', 'gymnasium', 'torch', "
+            "'transformers'); print([m for m in heavy if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    code = "import gymnasium as gym; print(gym.make('tla.sim.env:TLA/PegInHole-v0').spec.max_episode_steps)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "14"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-import tla.sim  # noqa: F401  (registers TLA/PegInHole-v0)
+import tla.sim.env  # noqa: F401  (registers TLA/PegInHole-v0)
 from tla.config import apply_overrides
 from tla.data.text import instruction
 from tla.sim import SimConfig

@@ -10,19 +10,13 @@ import re
 
 import numpy as np
 
+from tla.sim.task import INSTRUCTION_TEMPLATE, instruction  # noqa: F401  (re-exported: the prompt's text)
+
 DEFAULT_SCALE = (100.0, 100.0, 100.0)  # mm, mm, degrees -> integers
 
-INSTRUCTION_TEMPLATE = (
-    "Given the tactile images during peg-in-hole insertion tasks. "
-    "Predict the correct robot action to insert the {shape} peg. Predicted action: "
-)
 
 _NUMBER = r"[-+]?\d+(?:\.\d+)?"
 _ACTION_RE = re.compile(rf"\[\s*({_NUMBER})\s*,\s*({_NUMBER})\s*,\s*({_NUMBER})\s*\]")
-
-
-def instruction(shape: str) -> str:
-    return INSTRUCTION_TEMPLATE.format(shape=shape)
 
 
 def encode_action(action, scale=DEFAULT_SCALE) -> str:

@@ -1,20 +1,37 @@
-"""Tactile peg-in-hole simulator: geometry, quasi-static mechanics, gel rendering, labels, Gym env."""
+"""Tactile peg-in-hole simulator: geometry, quasi-static mechanics, gel rendering, labels, Gym env.
 
-from tla.sim.config import SimConfig
-from tla.sim.geometry import OOD_SHAPES, SHAPES, TRAIN_SHAPES, UnknownShapeError, inserts
-from tla.sim.labels import action_label, sample_initial_error
-from tla.sim.simulator import AttemptResult, simulate_attempt, simulate_batch
+`import tla.sim` is cheap: the names below load on first use (PEP 562), so code that needs one light
+module of the package (the robot-side client reads `tla.sim.compose`) pulls in neither numba, scipy,
+shapely nor gymnasium. The Gymnasium env registers itself when `tla.sim.env` is imported; without an import,
+`gymnasium.make("tla.sim.env:TLA/PegInHole-v0")` imports it first.
+"""
 
-__all__ = [
-    "SimConfig", "SHAPES", "TRAIN_SHAPES", "OOD_SHAPES", "UnknownShapeError", "inserts", "action_label",
-    "sample_initial_error", "AttemptResult", "simulate_attempt", "simulate_batch",
-]
+from __future__ import annotations
 
-import gymnasium as _gym
+import importlib
 
-if "TLA/PegInHole-v0" not in _gym.registry:
-    # The env truncates itself after `max_attempts` attempts, the first made by reset(): max_attempts - 1
-    # steps. TimeLimit says the same (LeRobot reads it as the rollout length); with another
-    # `sim_config.max_attempts`, pass `max_episode_steps=max_attempts - 1` to gym.make as well.
-    _gym.register(id="TLA/PegInHole-v0", entry_point="tla.sim.env:PegInHoleEnv",
-                  max_episode_steps=SimConfig().max_attempts - 1)
+_EXPORTS = {
+    "SimConfig": "tla.sim.config",
+    "SHAPES": "tla.sim.geometry",
+    "TRAIN_SHAPES": "tla.sim.geometry",
+    "OOD_SHAPES": "tla.sim.geometry",
+    "UnknownShapeError": "tla.sim.geometry",
+    "inserts": "tla.sim.geometry",
+    "action_label": "tla.sim.labels",
+    "sample_initial_error": "tla.sim.labels",
+    "AttemptResult": "tla.sim.simulator",
+    "simulate_attempt": "tla.sim.simulator",
+    "simulate_batch": "tla.sim.simulator",
+    "PegInHoleEnv": "tla.sim.env",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'tla.sim' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
