@@ -29,7 +29,6 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from tla.data.text import instruction
 from tla.sim import geometry as geo
 from tla.sim.compose import make_composite
 from tla.sim.config import SimConfig
@@ -38,6 +37,7 @@ from tla.sim.modality import check_modality
 from tla.sim.modality import observe as observe_modality
 from tla.sim.observation import ObservationSpec
 from tla.sim.simulator import simulate_attempt
+from tla.sim.task import instruction
 
 ACTION_LIMIT = np.array([3.0, 3.0, 6.0], dtype=np.float32)  # mm, mm, deg: well beyond any label
 OBS_TYPES = ("frames", "pixels", "pixels_environment_state")
@@ -208,3 +208,11 @@ def make_env(shape: str = "square", clearance: float = 2.0, **overrides) -> PegI
     """Convenience constructor; `overrides` are SimConfig fields (e.g. max_attempts=10)."""
     cfg = replace(SimConfig(), **overrides) if overrides else SimConfig()
     return PegInHoleEnv(cfg, shape=shape, clearance=clearance)
+
+
+ENV_ID = "TLA/PegInHole-v0"
+if ENV_ID not in gym.registry:
+    # The env truncates itself after `max_attempts` attempts, the first made by reset(): max_attempts - 1
+    # steps. TimeLimit says the same (LeRobot reads it as the rollout length); with another
+    # `sim_config.max_attempts`, pass `max_episode_steps=max_attempts - 1` to gym.make as well.
+    gym.register(id=ENV_ID, entry_point="tla.sim.env:PegInHoleEnv", max_episode_steps=SimConfig().max_attempts - 1)
