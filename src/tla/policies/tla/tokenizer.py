@@ -13,6 +13,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from tla.data.text import encode_action, instruction
+from tla.sim.geometry import SHAPES as SIM_SHAPES
 
 SPECIAL_TOKENS = (
     "<|endoftext|>",  # pad
@@ -23,13 +24,15 @@ SPECIAL_TOKENS = (
     "<|image_pad|>",
     "<|video_pad|>",
 )
-SHAPES = ("square", "triangle", "hexagon", "round", "pentagon", "circle", "rectangle", "ellipse", "star")
+# the simulator's shapes (one registry: tla.sim.geometry.SHAPES), then names a user may add, so their
+# instructions stay a few tokens long
+CORPUS_SHAPES = (*SIM_SHAPES, "circle", "rectangle", "ellipse", "star")
 
 
 def _corpus() -> list[str]:
     from tla.policies.tla.processing import SYSTEM_PROMPT
 
-    texts = [SYSTEM_PROMPT, "system\nuser\nassistant\n"] + [instruction(s) for s in SHAPES]
+    texts = [SYSTEM_PROMPT, "system\nuser\nassistant\n"] + [instruction(s) for s in CORPUS_SHAPES]
     grid = range(-160, 161, 7)  # covers every sign, digit count and separator of the answers
     texts += [
         encode_action((a / 100, b / 100, c / 100))
