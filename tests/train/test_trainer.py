@@ -173,3 +173,17 @@ def test_the_data_loader_worker_ends_with_the_run(tmp_path):
     before = len(psutil.Process(os.getpid()).children())
     train(BCPolicy(), SyntheticTactile(16, size=(24, 32)), cfg, tmp_path / "run", {"policy": "bc"})
     assert len(psutil.Process(os.getpid()).children()) == before
+
+
+def test_a_text_policy_with_another_action_scale_than_its_dataset_is_refused():
+    """The answer column (and every chat export) is written at the dataset's scale; a TLA trained at
+    another scale would answer numbers that no reader of that data agrees with."""
+    from types import SimpleNamespace
+
+    from tla.train.cli import check_action_scale
+
+    policy = SimpleNamespace(cfg=SimpleNamespace(scale=(100.0, 100.0, 100.0)))
+    check_action_scale(policy, SimpleNamespace(info={"action_scale": [100, 100, 100]}))  # same: fine
+    check_action_scale(SimpleNamespace(cfg=SimpleNamespace()), SimpleNamespace(info={"action_scale": [1, 1, 1]}))
+    with pytest.raises(ValueError, match=r"differs from the dataset's \[10, 10, 100\].*scale=\[10, 10, 100\]"):
+        check_action_scale(policy, SimpleNamespace(info={"action_scale": [10, 10, 100]}))

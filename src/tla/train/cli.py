@@ -70,7 +70,23 @@ def train_run(data: Path, out: Path, policy: str | None = None, split: str | Non
         "policy_config": policy_config(pol),
         "model": pol.describe() if hasattr(pol, "describe") else None,
     }
-    return train(pol, _dataset(data, split, pol), cfg, out, run_config, resume=resume)
+    dataset = _dataset(data, split, pol)
+    check_action_scale(pol, dataset)
+    return train(pol, dataset, cfg, out, run_config, resume=resume)
+
+
+def check_action_scale(policy, dataset) -> None:
+    """A text policy writes its answers with its own `scale`; the dataset's `answer` column (and every chat
+    export made from it) uses the dataset's `action_scale`. Training on one while the other says otherwise
+    would teach numbers no export or reader agrees with: refuse, naming both."""
+    scale = getattr(getattr(policy, "cfg", None), "scale", None)
+    data_scale = (getattr(dataset, "info", None) or {}).get("action_scale")
+    if scale is None or data_scale is None:
+        return
+    if [float(v) for v in scale] != [float(v) for v in data_scale]:
+        raise ValueError(f"the policy's action scale {list(scale)} differs from the dataset's {list(data_scale)} "
+                         f"(its answer column and exports); train with scale={list(data_scale)} or rebuild the "
+                         f"dataset with --set action_scale={list(scale)}")
 
 
 def existing_run(out: Path, resume: bool, overwrite: bool) -> dict | None:
