@@ -11,14 +11,18 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from tla.policies.bc import BCConfig, BCPolicy
-from tla.policies.common import synthetic_items
 from tla.policies.dp import DPConfig, DPPolicy
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' synthetic items
+from scaffold import synthetic_items  # noqa: E402
 
 
 def train_rate(policy, items, steps: int, reps: int) -> float:

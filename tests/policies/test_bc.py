@@ -9,7 +9,7 @@ from tla.config import apply_overrides
 from tla.policies.base import Prediction, TrainablePolicy
 from tla.policies.bc import BCConfig, BCPolicy
 from tla.policies.bc.model import BCNet
-from tla.policies.common import synthetic_items, train_steps
+from scaffold import synthetic_items, train_steps
 
 CFG = BCConfig(image_size=(48, 64))
 

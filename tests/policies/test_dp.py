@@ -6,7 +6,7 @@ import torch
 
 from tla.config import apply_overrides
 from tla.policies.base import Prediction
-from tla.policies.common import synthetic_items, train_steps
+from scaffold import synthetic_items, train_steps
 from tla.policies.dp import DPConfig, DPPolicy
 from tla.policies.dp.model import DiffusionNet
 

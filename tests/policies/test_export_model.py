@@ -223,7 +223,7 @@ def test_user_errors(exported, tmp_path, monkeypatch, capsys):
 def test_hub_mixin_round_trip(kind, tmp_path):
     """save_pretrained -> from_pretrained gives the same config, normaliser, spec and identical actions;
     the folder also loads through the registry, and the run format (`save`/`load`) still works."""
-    from tla.policies.common import synthetic_items, train_steps
+    from scaffold import synthetic_items, train_steps
 
     if kind == "bc":
         from transformers import ResNetConfig, ResNetModel

@@ -14,7 +14,7 @@ from torch import nn
 from transformers import ResNetConfig, ResNetModel
 
 from tla.policies.bc.config import BCConfig
-from tla.policies.common import ACTION_DIM, in_channels
+from tla.policies.frames import ACTION_DIM, in_channels
 
 
 def resnet_config(cfg, num_channels: int) -> ResNetConfig:

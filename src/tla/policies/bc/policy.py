@@ -18,15 +18,9 @@ from tla.config import from_dict, to_dict
 from tla.policies.base import Prediction, TrainablePolicy
 from tla.policies.bc.config import BCConfig
 from tla.policies.bc.model import BCNet
-from tla.policies.common import (
-    ActionNormalizer,
-    ImagePolicy,
-    load_weights,
-    preprocess,
-    read_checkpoint,
-    save_checkpoint,
-    tiny_train_overrides,
-)
+from tla.policies.files import load_weights, read_checkpoint, save_checkpoint
+from tla.policies.frames import ImagePolicy, preprocess, tiny_train_overrides
+from tla.policies.normalizer import ActionNormalizer
 from tla.sim.modality import check_modality
 
 AXES = ("dx", "dy", "drz")

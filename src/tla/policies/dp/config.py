@@ -17,7 +17,7 @@ from dataclasses import dataclass
 class DPConfig:
     preset: str = "tiny"
     modality: str = "rgb"  # rgb (camera frames), marker_flow or depth: tla.sim.modality
-    input_format: str = "stack"  # see tla.policies.common
+    input_format: str = "stack"  # see tla.policies.frames
     image_size: tuple[int, int] = (96, 128)
     # tactile encoder: transformers ResNet with every BatchNorm replaced by GroupNorm (16 channels/group)
     embedding_size: int = 16

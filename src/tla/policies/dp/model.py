@@ -19,8 +19,8 @@ from torch import nn
 from transformers import ResNetModel
 
 from tla.policies.bc.model import resnet_config
-from tla.policies.common import ACTION_DIM, in_channels
 from tla.policies.dp.config import DPConfig
+from tla.policies.frames import ACTION_DIM, in_channels
 
 
 def batchnorm_to_groupnorm(module: nn.Module, channels_per_group: int = 16) -> nn.Module:

@@ -15,18 +15,12 @@ from diffusers import DDIMScheduler, DDPMScheduler
 
 from tla.config import from_dict, to_dict
 from tla.policies.base import Prediction, TrainablePolicy
-from tla.policies.common import (
-    EMA,
-    ActionNormalizer,
-    ImagePolicy,
-    load_weights,
-    preprocess,
-    read_checkpoint,
-    save_checkpoint,
-    tiny_train_overrides,
-)
 from tla.policies.dp.config import DPConfig
 from tla.policies.dp.model import DiffusionNet
+from tla.policies.ema import EMA
+from tla.policies.files import load_weights, read_checkpoint, save_checkpoint
+from tla.policies.frames import ImagePolicy, preprocess, tiny_train_overrides
+from tla.policies.normalizer import ActionNormalizer
 from tla.sim.modality import check_modality
 
 
