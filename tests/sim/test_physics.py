@@ -34,7 +34,9 @@ def test_mirroring_ex_mirrors_the_fields(error):
     assert np.abs(a.shear).max() > 0.05  # a real signal, not two empty fields
 
 
-@pytest.mark.parametrize("error", [[2.0, 2.0, 2.0], [0.0, 2.0, 0.0], [2.2, 0.3, 2.0]])
+# [2.4, 0.3, 2.0] was [2.2, 0.3, 2.0]: with the drift-free Coulomb rim contact a single chamfer corner
+# loads the pads ~1.5x more slowly, and at 2.2 mm it reaches only 4.6 of the 5 N grip capacity by t3.
+@pytest.mark.parametrize("error", [[2.0, 2.0, 2.0], [0.0, 2.0, 0.0], [2.4, 0.3, 2.0]])
 def test_shear_grows_frame_to_frame_until_slip(error):
     res = sim(error)
     stick = res.physics["stick_ratio"]  # (T, 2)
@@ -42,7 +44,10 @@ def test_shear_grows_frame_to_frame_until_slip(error):
     slip = res.physics["gross_slip"]
     assert np.all(np.diff(stick, axis=0) <= 1e-9), "slip only spreads"
     assert np.all(np.diff(traction.sum(1)) > 0), "shear load grows"
-    assert stick[0].min() > 0.5 and slip[0] == 0, "t0: mostly sticking"
+    # t0: mostly sticking. The pads carry the full vertical rim force (friction on the chamfer included);
+    # the grip pressure falls to zero at the patch edges, so those slip under any load (Cattaneo-Mindlin)
+    # and a little extra travel is needed already at t0 -- small next to the gross slip later.
+    assert stick[0].min() > 0.5 and slip[0] < 0.1 * slip[-1], "t0: mostly sticking"
     assert 0.0 < stick[1].mean() < stick[0].mean(), "partial slip in between"
     assert stick[-1].min() < 0.15 and slip[-1] > 0.2, "t3: gross slip, the peg slides through the pads"
     assert np.all(np.diff(slip) >= 0)

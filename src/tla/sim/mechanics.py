@@ -7,10 +7,13 @@ left pad, z up; the peg's rigid motion relative to the gripper is q = (u, theta)
    unit area k_t = G / t tangentially and k_n = kappa E / t normally (thin bonded layer).
 2. Rim contact: after first contact the gripper descends by s. Each support point i of the contact
    region (rim height h_i <= 0, surface normal n_i: vertical on the flat top, tilted on the chamfer) may
-   not go below the rim. Contact forces lie in polyhedral Coulomb cones (mu_rim); the equilibrium
-   K q = sum of contact wrenches is one strictly convex QP (Anitescu's relaxation, a stiff Winkler rim),
-   solved exactly through its dual by non-negative least squares: stick, sliding and lift-off all come
-   out of it. The rim load never exceeds what the pads hold by friction (mu_pad x total grip force).
+   not go below the rim. Contact forces lie in polyhedral Coulomb cones (mu_rim) on a stiff Winkler rim.
+   The equilibrium K q = sum of contact wrenches is solved as Anitescu's convex QP (dual NNLS, active
+   set, compiled), made exact Coulomb by a fixed point: each gap is raised by mu x the point's sliding
+   distance (so sliding points stay on the surface instead of rising off it) and each cone is turned so
+   that a sliding point's friction is exactly opposite its sliding. The total vertical rim force (normal
+   and friction parts) never exceeds what the pads hold by friction (mu_pad x total grip force): beyond
+   it the descent is cut back to where the load equals that capacity, the rest is slip through the pads.
 3. Pads: each pad point follows the peg, d = u + theta x r. Normal motion changes the pressure
    (grip profile + k_n d_n); tangential traction k_t (d_t - slip) is capped by mu_pad p with a return
    mapping, so the slip field carries history from frame to frame: stick, then partial slip at the
@@ -28,7 +31,6 @@ from functools import lru_cache
 
 import numba
 import numpy as np
-from scipy.optimize import nnls
 
 
 def cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -128,6 +130,129 @@ def _tangent_basis(normals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return t1, cross(normals, t1)
 
 
+@numba.njit(cache=True, nogil=True)
+def _nnls_qp(A, b, beta):  # pragma: no cover (compiled)
+    """min 1/2 x^T A x - b^T x over x >= 0 (A symmetric positive definite), Lawson-Hanson active set,
+    warm-started from `beta` (overwritten with the solution). The rim problems have <= ~50 unknowns."""
+    n = len(b)
+    free = beta > 0
+    z = np.zeros(n)
+    for _ in range(6 * n + 20):
+        # solve on the free set, then step back toward feasibility while some free x would go negative
+        for _inner in range(n + 1):
+            idx = np.nonzero(free)[0]
+            z[:] = 0.0
+            if len(idx):
+                sub = np.linalg.solve(A[idx][:, idx], b[idx])
+                for k in range(len(idx)):
+                    z[idx[k]] = sub[k]
+            alpha, blocked = 1.0, False
+            for k in idx:
+                if z[k] <= 1e-15:
+                    blocked = True
+                    den = beta[k] - z[k]
+                    a = beta[k] / den if den > 0 else 0.0
+                    alpha = min(alpha, a)
+            if not blocked:
+                beta[:] = z
+                break
+            for k in range(n):
+                beta[k] += alpha * (z[k] - beta[k])
+                if free[k] and beta[k] <= 1e-15:
+                    beta[k], free[k] = 0.0, False
+        # optimality: the multipliers of the bound x_j >= 0 must be non-negative
+        grad = A @ beta - b
+        j, best = -1, -1e-12 * (1.0 + np.abs(b).max())
+        for k in range(n):
+            if not free[k] and grad[k] < best:
+                j, best = k, grad[k]
+        if j < 0:
+            break
+        free[j] = True
+    return beta
+
+
+@numba.njit(cache=True, nogil=True)
+def _rim_solve(K_inv, normals, t1, t2, points, gap_n, compliance, sides, s, mu, sigma, phase, beta, max_iter=40, relax=0.5):  # pragma: no cover
+    """Exact-Coulomb rim equilibrium at descent s -> (q (6,), force vectors (m, 3)).
+
+    Each point's force is a non-negative combination beta of the `sides` edges n + mu d_k of a polyhedral
+    cone; the equilibrium K q = sum of contact wrenches is Anitescu's convex QP (its dual an NNLS), which
+    lets a sliding point rise off the surface by mu x its sliding distance. Two fixed-point corrections
+    make it Coulomb's law: the normal gap is raised by mu x sigma_i, sigma_i the sliding distance measured
+    by the cone's support function (De Saxce's bipotential form: a sliding point then keeps its normal
+    gap equal to its elastic rim penetration, neither lifting off nor sinking in), and each cone is turned
+    so that an edge points against the point's sliding (the friction force of a sliding point is then
+    exactly mu f_n opposite to its sliding, whatever its direction). `sigma`, `phase` and `beta` are warm
+    starts, overwritten."""
+    m = len(points)
+    ne = m * sides
+    dirs, edges, G = np.empty((ne, 3)), np.empty((ne, 3)), np.empty((ne, 6))
+    b = np.empty(ne)
+    q = np.zeros(6)
+    for it in range(max_iter):
+        # plain fixed-point steps, then under-relaxed ones that shrink: a contact set that flips between
+        # two states (a 2-cycle of the plain iteration) settles on their balance point
+        omega = 1.0 if it < 8 else relax / (1.0 + 0.3 * (it - 8))
+        for i in range(m):
+            for k in range(sides):
+                j = i * sides + k
+                a = phase[i] + 2 * np.pi * k / sides
+                ca, sa = np.cos(a), np.sin(a)
+                for c in range(3):
+                    dirs[j, c] = ca * t1[i, c] + sa * t2[i, c]
+                    edges[j, c] = normals[i, c] + mu * dirs[j, c]
+                r, e = points[i], edges[j]
+                G[j, 0], G[j, 1], G[j, 2] = e[0], e[1], e[2]
+                G[j, 3] = r[1] * e[2] - r[2] * e[1]
+                G[j, 4] = r[2] * e[0] - r[0] * e[2]
+                G[j, 5] = r[0] * e[1] - r[1] * e[0]
+                b[j] = s * e[2] - gap_n[i] - mu * sigma[i]
+        KinvGt = K_inv @ G.T
+        A = G @ KinvGt
+        for j in range(ne):
+            A[j, j] += compliance[j // sides]
+        _nnls_qp(A, b, beta)
+        q = KinvGt @ beta
+        change = 0.0
+        for i in range(m):
+            r = points[i]
+            w0 = q[0] + q[4] * r[2] - q[5] * r[1]  # point motion u + theta x r, minus the descent
+            w1 = q[1] + q[5] * r[0] - q[3] * r[2]
+            w2 = q[2] + q[3] * r[1] - q[4] * r[0] - s
+            sl = 0.0
+            for k in range(sides):
+                j = i * sides + k
+                v = -(dirs[j, 0] * w0 + dirs[j, 1] * w1 + dirs[j, 2] * w2)
+                sl = max(sl, v)
+            # turn the cone so that its first edge opposes the sliding of a loaded, sliding point
+            a1 = -(t1[i, 0] * w0 + t1[i, 1] * w1 + t1[i, 2] * w2)
+            a2 = -(t2[i, 0] * w0 + t2[i, 1] * w1 + t2[i, 2] * w2)
+            # a point slides when its force lies on the cone's surface: one edge or two adjacent ones
+            n_act, k0, k1 = 0, -1, -1
+            for k in range(sides):
+                if beta[i * sides + k] > 1e-12:
+                    n_act += 1
+                    if k0 < 0:
+                        k0 = k
+                    k1 = k
+            on_face = n_act == 1 or (n_act == 2 and (k1 - k0 == 1 or (k0 == 0 and k1 == sides - 1)))
+            if on_face and a1 * a1 + a2 * a2 > 1e-12:
+                new = np.arctan2(a2, a1)
+                d = (new - phase[i] + np.pi) % (2 * np.pi) - np.pi
+                change = max(change, abs(d) * np.sqrt(a1 * a1 + a2 * a2))
+                phase[i] += omega * d
+            change = max(change, abs(sl - sigma[i]))
+            sigma[i] += omega * (sl - sigma[i])
+        if omega * change < 1e-6:
+            break
+    f = np.zeros((m, 3))
+    for j in range(ne):
+        for c in range(3):
+            f[j // sides, c] += beta[j] * edges[j, c]
+    return q, f, it, change
+
+
 def solve_rim_contact(
     K: np.ndarray,
     points: np.ndarray,
@@ -139,47 +264,69 @@ def solve_rim_contact(
     rim_stiffness: float,
     grip_capacity: float,
     cone_sides: int = 4,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Peg motion q (T, 6), normal rim forces (T, m) and vertical rim load (T,) per gripper descent s_t.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Peg motion q (T, 6), normal rim forces (T, m), vertical rim load (T,) and rim wrench (T, 6: force,
+    moment about the grasp centre) per gripper descent s_t.
 
     points (m, 3) in the grasp frame with their contact areas (m,), normals (m, 3) unit, gaps (m,) >= 0
     initial vertical gaps. The rim is a stiff Winkler foundation (`rim_stiffness` N/mm^3: each point is a
-    spring of stiffness rim_stiffness x area), so the load spreads over the contact region. Frictional
-    unilateral contact as one convex QP (Anitescu's relaxation): each contact force is a
-    non-negative combination of the edges n + mu d_j of a polyhedral friction cone, and each edge's
-    complementary constraint keeps the point on or above the rim. The dual is a non-negative least
-    squares problem, so stick, slide and lift-off all come out of one exact solve per frame.
+    spring of stiffness rim_stiffness x area), so the load spreads over the contact region. Each contact
+    force is a non-negative combination of the edges n + mu d_j of a polyhedral Coulomb cone. Anitescu's
+    convex relaxation (one QP, solved through its dual by an active-set NNLS) lets a sliding point rise
+    off the surface by mu x its sliding distance; the exact Coulomb law is recovered by raising each
+    point's gap by that amount and iterating to the fixed point (`_rim_solve`): sliding points then stay
+    on the surface, stick, slide and lift-off all come out of it.
     `grip_capacity` (N) is the vertical load the pads can hold by friction (mu_pad x total grip force):
-    the rim load never exceeds it; the rest of the descent becomes slip of the peg through the pads
-    (resolved in `pad_fields`).
+    the total vertical rim force (normal and friction parts) never exceeds it; beyond, the descent at
+    which the load reaches the capacity is found (regula falsi) and the rest becomes slip of the peg
+    through the pads (resolved in `pad_fields`).
     """
     m = len(points)
     t1, t2 = _tangent_basis(normals)
-    ang = 2 * np.pi * np.arange(cone_sides) / cone_sides
-    dirs = np.cos(ang)[None, :, None] * t1[:, None] + np.sin(ang)[None, :, None] * t2[:, None]
-    edges = (normals[:, None, :] + mu_rim * dirs).reshape(-1, 3)  # (m * sides, 3)
-    owner = np.repeat(np.arange(m), cone_sides)
     K_inv = np.linalg.inv(K)
-    G = np.hstack([edges, cross(points[owner], edges)])  # generator wrenches (force, moment) as rows
-    compliance = np.repeat(1.0 / (rim_stiffness * areas), cone_sides)
-    L = np.linalg.cholesky(G @ K_inv @ G.T + np.diag(compliance))
+    compliance = 1.0 / (rim_stiffness * areas)
+    gap_n = gaps * normals[:, 2]
+    pts = np.ascontiguousarray(points, dtype=np.float64)
+    nz = np.ascontiguousarray(normals, dtype=np.float64)
+    sigma, phase, beta = np.zeros(m), np.zeros(m), np.zeros(m * cone_sides)
 
-    def equilibrium(s: float) -> tuple[np.ndarray, np.ndarray]:
-        b = s * edges[:, 2] - (gaps * normals[:, 2])[owner]
-        beta, _ = nnls(L.T, np.linalg.solve(L, b))
-        return K_inv @ (G.T @ beta), np.bincount(owner, beta, minlength=m)
+    def equilibrium(s: float):  # a function of s alone (cold start), so the capacity search is consistent
+        sigma[:], phase[:], beta[:] = 0.0, 0.0, 0.0
+        q, f, _, _ = _rim_solve(K_inv, nz, t1, t2, pts, gap_n, compliance, cone_sides, float(s), mu_rim, sigma, phase, beta)
+        return q, f, float(f[:, 2].sum())
 
-    qs, forces, loads = [], [], []
+    qs, betas, loads = [], [], []
+    s_lo, load_lo = 0.0, 0.0  # the capacity is reached at a descent above s_lo (the load grows with s)
     for s in descents:
-        q, fn = equilibrium(s)
-        load = float(fn @ normals[:, 2])
-        if load > grip_capacity:  # the pads cannot hold more: the rim load stays at the grip capacity
-            q, fn = equilibrium(s * grip_capacity / load)  # the load grows ~linearly with descent
-            load = float(fn @ normals[:, 2])
+        q, bt, load = equilibrium(s)
+        if load > grip_capacity:  # the pads cannot hold more: find the descent where the load reaches it
+            lo, flo, hi, fhi = s_lo, load_lo - grip_capacity, float(s), load - grip_capacity
+            best, side = None, 0
+            for _ in range(30):  # Illinois regula falsi; keep the last iterate below the capacity
+                sm = (lo * fhi - hi * flo) / (fhi - flo)
+                qm, bm, lm = equilibrium(sm)
+                fm = lm - grip_capacity
+                if fm <= 0:
+                    best, best_s = (qm, bm, lm), sm
+                    if fm > -1e-4 * grip_capacity:
+                        break
+                    lo, flo = sm, fm
+                    fhi, side = (fhi / 2 if side == -1 else fhi), -1
+                else:
+                    hi, fhi = sm, fm
+                    flo, side = (flo / 2 if side == 1 else flo), 1
+            if best is None:
+                best, best_s = equilibrium(lo), lo
+            q, bt, load = best
+            s_lo, load_lo = best_s, load
+        else:
+            s_lo, load_lo = float(s), load
         qs.append(q)
-        forces.append(fn)
+        betas.append(bt)
         loads.append(load)
-    return np.array(qs), np.array(forces), np.array(loads)
+    fvec = np.array(betas).reshape(len(qs), m, 3)  # (T, m, 3) force vectors on the peg
+    wrench = np.concatenate([fvec.sum(1), cross(pts[None], fvec).sum(1)], axis=1)
+    return np.array(qs), (fvec * normals).sum(-1), np.array(loads), wrench
 
 
 @dataclass

@@ -106,13 +106,13 @@ def simulate_attempt(
         params["thickness"], cfg.gel.normal_stiffening, rc.pad_width_mm, rc.pad_height_mm, rc.grid_pitch_mm,
     )
     descents = params["descent_per_frame"] * (np.arange(cfg.motion.frames) + 1)
-    qs, forces, loads = solve_rim_contact(
+    qs, forces, loads, wrenches = solve_rim_contact(
         grasp.K, r, areas, n_peg, gaps, descents, params["mu_rim"], cfg.gel.rim_stiffness,
         grip_capacity=params["mu_pad"] * 2 * params["grip_force"],
     )
     fields = pad_fields(grasp, qs, loads, params["mu_pad"])
     result.physics = {
-        "q": qs, "rim_forces": forces, "rim_load": loads, "gross_slip": fields.gross_slip, "stick_ratio": fields.stick_ratio, "contact_points": r,
+        "q": qs, "rim_forces": forces, "rim_load": loads, "rim_wrench": wrenches, "gross_slip": fields.gross_slip, "stick_ratio": fields.stick_ratio, "contact_points": r,
         "pressure": fields.pressure, "traction": fields.traction, "slipping": fields.slipping,
     }
     if render:
