@@ -87,6 +87,15 @@ def run_metadata(config: Any = None, seed: int | None = None, command: str | Non
     }
 
 
+def write_atomic(path: str | Path, text: str) -> None:
+    """Write `text` to `path` through a temp file and a rename: a kill leaves the old file or the new one,
+    never a cut one (a resumed run reads it back)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def write_run_metadata(directory: str | Path, config: Any = None, seed: int | None = None, name: str = "run.json") -> Path:
     path = Path(directory) / name
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -136,6 +136,7 @@ def ablate(cfg: AblationConfig, out: Path, data: Path | None = None, reuse: Path
     from tla.data.config import preset as data_preset
     from tla.eval.closed_loop import evaluate_closed_loop
     from tla.eval.offline import evaluate_offline
+    from tla.train.checkpoint import resumable
     from tla.train.cli import train_run
 
     unknown = [v for v in cfg.variants if v not in VARIANTS]
@@ -163,7 +164,7 @@ def ablate(cfg: AblationConfig, out: Path, data: Path | None = None, reuse: Path
             console.print(f"[dim]{key}: reusing the identical run {source}[/dim]")
         stages.run(f"train_{key}", partial(
             train_run, data=data, out=run_dir, policy=policy, split="sp_train", preset="tiny",
-            max_steps=steps, resume=(run_dir / "checkpoints" / "last").exists(), overwrite=True, overrides=overrides))
+            max_steps=steps, resume=resumable(run_dir / "checkpoints"), overwrite=True, overrides=overrides))
         stages.run(f"offline_{key}", partial(
             evaluate_offline, run=run_dir, data=data, split="sp_test", out=out / "offline" / key, progress=False))
         stages.run(f"closed_loop_{key}", partial(

@@ -29,13 +29,15 @@ def offline(
     eta: float = typer.Option(0.1, help="GCR tolerance beyond c/2 (mm)"),
     eta_rz: float = typer.Option(0.5, help="GCR rotation tolerance (deg)"),
     json_out: bool = typer.Option(False, "--json", help="print the metrics as JSON"),
+    threads: int = typer.Option(1, min=1, help="torch threads for the predictions (fixed: the metrics depend "
+                                "on it in the last bits; recorded in metrics.json)"),
 ):
     """Tables I/II: GCR, L1 per axis (GCR samples and all), direction accuracy, one-step insertion,
     parse failures; Fig. 4 arrow plots."""
     from tla.eval.offline import GoalTolerance, evaluate_offline
 
     metrics = evaluate_offline(run, data, split, out, limit, batch_size, GoalTolerance(eta, eta_rz),
-                               progress=not json_out)
+                               progress=not json_out, threads=threads)
     if metrics["collapse"]["collapsed"]:
         from tla.policies.collapse import CollapseCheck
 
@@ -52,7 +54,7 @@ def closed_loop(
     run: Path = typer.Option(..., help="trained run directory (any policy)"),
     clearances: str = typer.Option("2.0,1.6,1.0", help="comma-separated clearances (mm)"),
     shapes: str = typer.Option("square", help="comma-separated peg shapes"),
-    episodes: int = typer.Option(50, help="episodes per condition"),
+    episodes: int = typer.Option(50, min=1, help="episodes per condition"),
     out: Path = typer.Option(..., help="output folder: records.jsonl, summary.json, trajectories.png"),
     seed: int = typer.Option(0, help="base seed of the fixed episode list (same for every policy)"),
     workers: int = typer.Option(2),
@@ -74,7 +76,7 @@ def closed_loop(
 def oracle_episodes(
     shapes: str = typer.Option(",".join(SHAPES), help="comma-separated peg shapes"),
     clearances: str = typer.Option("2.0,1.6,1.0", help="comma-separated clearances (mm)"),
-    n: int = typer.Option(50, "--episodes", help="episodes per condition"),
+    n: int = typer.Option(50, "--episodes", min=1, help="episodes per condition"),
     seed: int = typer.Option(0),
     workers: int = typer.Option(2),
     observe: bool = typer.Option(True, help="render tactile frames (off: geometry only, much faster)"),

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tla.eval.determinism import EVAL_THREADS, dumps, torch_threads
 from tla.policies.collapse import check_collapse
 from tla.sim import geometry as geo
 
@@ -80,9 +81,11 @@ def offline_metrics(actions, labels, errors, clearances, shapes, parse_ok=None,
 
 
 def evaluate_offline(run, data, split: str, out, limit: int = 0, batch_size: int = 16,
-                     tol: GoalTolerance = GoalTolerance(), progress: bool = True) -> dict:
+                     tol: GoalTolerance = GoalTolerance(), progress: bool = True,
+                     threads: int = EVAL_THREADS) -> dict:
     """Score the trained `run` on `split` of `data` (read in the run's modality; its spec must match the
-    run's): writes out/{metrics.json, predictions.jsonl, fig4.png, run metadata}; returns the metrics."""
+    run's): writes out/{metrics.json, predictions.jsonl, fig4.png, run metadata}; returns the metrics.
+    Predictions run on `threads` torch threads (the results depend on the count: it is recorded)."""
     import json
     from pathlib import Path
 
@@ -103,7 +106,8 @@ def evaluate_offline(run, data, split: str, out, limit: int = 0, batch_size: int
     geometry = from_dict(SimConfig, ds.sim_config).geometry
     n = min(limit, len(ds)) if limit else len(ds)
     actions, texts, ok, items_meta = [], [], [], []
-    with progress_bar(f"predict {split}", "samples", enabled=progress, transient=True) as bar:
+    bar_ = progress_bar(f"predict {split}", "samples", enabled=progress, transient=True)
+    with torch_threads(threads), bar_ as bar:
         task = bar.add_task("predict", total=n)
         for start in range(0, n, batch_size):
             items = [ds[i] for i in range(start, min(start + batch_size, n))]
@@ -117,14 +121,15 @@ def evaluate_offline(run, data, split: str, out, limit: int = 0, batch_size: int
     actions, ok = np.concatenate(actions), np.concatenate(ok)
     metrics = offline_metrics(actions, labels, errors, clearances, shapes, ok, tol, geometry.peg_size,
                               geometry.insert_area_tol)
-    metrics.update(policy=getattr(policy, "name", "?"), run=str(run), data=str(data), split=split)
+    metrics.update(policy=getattr(policy, "name", "?"), run=str(run), data=str(data), split=split,
+                   torch_threads=threads)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (out / "metrics.json").write_text(dumps(metrics, indent=2))  # NaN (no GCR sample) -> null
     with open(out / "predictions.jsonl", "w") as f:
         for a, t, o, lab, e, s in zip(actions, texts, ok, labels, errors, shapes):
             f.write(json.dumps({"action": np.round(a, 4).tolist(), "text": t, "parse_ok": bool(o),
                                 "label": np.round(lab, 4).tolist(), "error": np.round(e, 4).tolist(), "shape": s}) + "\n")
     arrow_plot(errors, actions, labels, out / "fig4.png", title=f"{metrics['policy']} on {split}", tol=tol)
     write_run_metadata(out, {"run": str(run), "data": str(data), "split": split, "limit": limit,
-                             "eta": tol.eta, "eta_rz": tol.eta_rz}, None)
+                             "eta": tol.eta, "eta_rz": tol.eta_rz, "torch_threads": threads}, None)
     return metrics

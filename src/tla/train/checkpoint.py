@@ -65,11 +65,12 @@ def write_main(directory: Path, policy, model, optimizer, scheduler, step: int, 
 
 
 def publish(tmp: Path, ckpt_root: Path, step: int, periodic: bool, keep: int, name: str = "last") -> None:
-    """Atomically replace `name` (last or best) with `tmp`; copy it to step-N when periodic; prune old
-    step-N dirs."""
+    """Replace `name` (last or best) with `tmp`; copy it to step-N when periodic; prune old step-N dirs.
+    Two renames: a kill between them leaves only `name.old`, which `recover` puts back."""
     last = ckpt_root / name
     old = ckpt_root / f"{name}.old"
     if last.exists():
+        shutil.rmtree(old, ignore_errors=True)  # a leftover of a kill after the second rename
         last.rename(old)
     tmp.rename(last)
     shutil.rmtree(old, ignore_errors=True)
@@ -78,6 +79,25 @@ def publish(tmp: Path, ckpt_root: Path, step: int, periodic: bool, keep: int, na
         steps = sorted(ckpt_root.glob("step-*"))
         for d in steps[: max(0, len(steps) - keep)]:
             shutil.rmtree(d, ignore_errors=True)
+
+
+def recover(ckpt_root: Path) -> None:
+    """Undo what a kill inside `publish` left: `last` (or `best`) missing beside a complete `last.old`
+    (killed between the two renames) gets `last.old` back; a stale `.old` beside its checkpoint goes.
+    Resuming from the previous checkpoint replays the lost steps exactly."""
+    for name in ("last", "best"):
+        cur, old = ckpt_root / name, ckpt_root / f"{name}.old"
+        if not old.is_dir():
+            continue
+        if cur.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.rename(cur)
+
+
+def resumable(ckpt_root: Path) -> bool:
+    """A checkpoint to resume from exists (`last`, or the `last.old` a kill inside `publish` left)."""
+    return (ckpt_root / "last").is_dir() or (ckpt_root / "last.old").is_dir()
 
 
 BEST_FILE = "best.json"

@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from tla.policies.base import policy_modality
 from tla.policies.collapse import check_collapse
 from tla.policies.registry import save_policy
+from tla.runinfo import write_atomic
 from tla.train import checkpoint
 from tla.train.config import TrainConfig
 from tla.train.curves import plot_training
@@ -229,6 +230,24 @@ def tracker_values(record: dict) -> dict:
             if k not in ("step", "split") and isinstance(v, (int, float))}
 
 
+# --- run files ---
+def truncate_log(path: Path, step: int) -> None:
+    """Keep the train_log rows up to `step` (the checkpoint a run resumes from): the rows logged after it
+    are logged again by the resumed run (the loss curve would double back), and a row cut by a kill
+    (no newline) goes too."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines(keepends=True):
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if line.endswith("\n") and isinstance(row, dict) and row.get("step", 0) <= step:
+            kept.append(line)
+    write_atomic(path, "".join(kept))
+
+
 # --- best checkpoint ---
 HIGHER_IS_BETTER = {"rollout_success"}  # every other metric (losses, L1 errors, attempts): lower is better
 
@@ -344,13 +363,18 @@ def train(
     }
     ckpt_root = run_dir / "checkpoints"
     step = 0
+    if resume and acc.is_main_process:
+        checkpoint.recover(ckpt_root)  # a kill inside a checkpoint's publish left `last.old` only
+    acc.wait_for_everyone()
     if resume and (ckpt_root / "last").exists():
         step = checkpoint.load(ckpt_root / "last", model, opt, sched, policy, rank)
         acc.print(f"resumed from {ckpt_root / 'last'} at step {step}")
     best = checkpoint.read_best(ckpt_root, cfg.best_metric) if resume else None
     if acc.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(run_config, indent=2))
+        write_atomic(run_dir / "config.json", json.dumps(run_config, indent=2))
+        if resume:  # the rows an earlier invocation logged after the checkpoint: this one logs them again
+            truncate_log(run_dir / "train_log.jsonl", step)
     start_tracking(acc, cfg, run_dir, run_config, step)
     log = (run_dir / "train_log.jsonl").open("a") if acc.is_main_process else None
 
@@ -446,14 +470,16 @@ def train(
                 emit({"split": "rollout", **last_rollout})
                 scores.update(last_rollout)
             acc.wait_for_everyone()
-        if step % cfg.save_every == 0 or step == end:
-            save(step, periodic=step % cfg.save_every == 0)
+        # best before last: killed between the two, the resumed run replays this step from the previous
+        # `last`, finds the same value (no improvement on itself) and keeps this `best`, as uninterrupted
         if validating or rolling:
             value = scores.get(cfg.best_metric)
             new_best = broadcast_object_list([value if improves(cfg.best_metric, value, best) else None])[0]
             if new_best is not None:
                 best = new_best
                 save(step, name="best")
+        if step % cfg.save_every == 0 or step == end:
+            save(step, periodic=step % cfg.save_every == 0)
     bar.close()
     del batches, loader  # shut the loader's worker down now: a lingering one holds ~1 GB per finished run
 
