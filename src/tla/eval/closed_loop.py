@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 
 from tla.config import from_dict
+from tla.eval.determinism import EVAL_THREADS, dumps, torch_threads
 from tla.eval.metrics import wilson_interval
 from tla.policies.base import policy_modality
 from tla.progress import progress_bar
@@ -36,6 +37,7 @@ class EpisodeRecord:
     attempts: int
     errors: list = field(default_factory=list)  # pose error before each attempt (mm, mm, deg)
     actions: list = field(default_factory=list)
+    condition: str = ""  # the named simulator condition it ran under (run_closed_loop's `conditions`), if any
 
 
 def episode_seeds(base_seed: int, n: int) -> list[int]:
@@ -61,10 +63,22 @@ def run_episode(env: PegInHoleEnv, policy, seed: int, shape: str, clearance: flo
 
 
 def _worker(args) -> list[dict]:
-    policy_factory, sim_cfg, observe, jobs = args
+    with torch_threads(EVAL_THREADS):  # the policy's actions depend on the thread count in the last bits
+        return _run_jobs(args)
+
+
+def _run_jobs(args) -> list[dict]:
+    policy_factory, configs, observe, jobs = args
     policy = policy_factory()
-    env = PegInHoleEnv(sim_cfg, observe=observe, modality=policy_modality(policy))
-    return [asdict(run_episode(env, policy, seed, shape, c)) for shape, c, seed in jobs]
+    envs: dict[str, PegInHoleEnv] = {}
+    out = []
+    for condition, shape, c, seed in jobs:
+        if condition not in envs:
+            envs[condition] = PegInHoleEnv(configs[condition], observe=observe, modality=policy_modality(policy))
+        rec = run_episode(envs[condition], policy, seed, shape, c)
+        rec.condition = condition
+        out.append(asdict(rec))
+    return out
 
 
 def run_closed_loop(
@@ -78,11 +92,16 @@ def run_closed_loop(
     observe: bool = True,
     chunk: int = 10,
     progress: bool = True,
+    conditions: dict[str, SimConfig] | None = None,
 ) -> list[EpisodeRecord]:
-    """Run `episodes` episodes per (shape, clearance); returns records in a fixed order."""
-    sim_cfg = sim_cfg or SimConfig()
+    """Run `episodes` episodes per (shape, clearance); returns records in a fixed order. With `conditions`
+    (name -> simulator config, e.g. one per robustness knob) every condition runs the same episode list in
+    one worker pool instead of `sim_cfg`, and each record names its condition."""
+    if episodes < 1:  # checked first: nothing is written for a request that cannot give a summary
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    configs = dict(conditions) if conditions else {"": sim_cfg or SimConfig()}
     seeds = episode_seeds(base_seed, episodes)
-    jobs = [(s, float(c), seed) for s in shapes for c in clearances for seed in seeds]
+    jobs = [(k, s, float(c), seed) for k in configs for s in shapes for c in clearances for seed in seeds]
     batches = [jobs[i : i + chunk] for i in range(0, len(jobs), chunk)]
     results: list[list[dict]] = [None] * len(batches)  # type: ignore[list-item]
     workers = min(workers, len(batches))  # a spawned worker costs seconds: none for a single batch
@@ -90,13 +109,13 @@ def run_closed_loop(
         task = bar.add_task("episodes", total=len(jobs))
         if workers <= 1:
             for i, b in enumerate(batches):
-                results[i] = _worker((policy_factory, sim_cfg, observe, b))
+                results[i] = _worker((policy_factory, configs, observe, b))
                 bar.advance(task, len(b))
         else:
             # spawned workers: a worker forked from a process whose BLAS / OpenMP / progress threads hold a
             # lock can hang forever (seen twice with 0 s of CPU); a fresh interpreter costs ~2 s
             with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-                futures = {pool.submit(_worker, (policy_factory, sim_cfg, observe, b)): i for i, b in enumerate(batches)}
+                futures = {pool.submit(_worker, (policy_factory, configs, observe, b)): i for i, b in enumerate(batches)}
                 for fut in as_completed(futures):
                     results[futures[fut]] = fut.result()
                     bar.advance(task, len(batches[futures[fut]]))
@@ -104,15 +123,17 @@ def run_closed_loop(
 
 
 def summarize(records: list[EpisodeRecord]) -> list[dict]:
-    """Per condition: success rate with its Wilson 95% interval and mean steps of successful episodes."""
+    """Per condition: success rate with its Wilson 95% interval and mean steps of successful episodes (rows
+    of named simulator conditions carry the name as `condition`)."""
     groups: dict[tuple, list[EpisodeRecord]] = defaultdict(list)
     for r in records:
-        groups[(r.shape, r.clearance)].append(r)
+        groups[(r.condition, r.shape, r.clearance)].append(r)
     rows = []
-    for (shape, c), recs in groups.items():
+    for (condition, shape, c), recs in groups.items():
         wins = [r for r in recs if r.success]
         lo, hi = wilson_interval(len(wins), len(recs))
         rows.append({
+            **({"condition": condition} if condition else {}),
             "shape": shape, "clearance": c, "episodes": len(recs), "success": len(wins) / len(recs),
             "ci_low": lo, "ci_high": hi,
             "mean_steps": float(np.mean([r.steps for r in wins])) if wins else float("nan"),
@@ -180,5 +201,5 @@ def save_results(records: list[EpisodeRecord], out: str | Path) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
     rows = summarize(records)
     save_records(records, out / "records.jsonl")
-    (out / "summary.json").write_text(json.dumps(rows, indent=2))
+    (out / "summary.json").write_text(dumps(rows, indent=2))  # NaN mean_steps (no success) -> null
     return rows

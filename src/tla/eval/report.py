@@ -6,7 +6,16 @@ import json
 import math
 from pathlib import Path
 
-from tla.eval.tables import MODELS, PAPER, TABLE3_CLEARANCES, TABLE4_SHAPES
+from tla.eval.tables import (
+    MODELS,
+    PAPER,
+    PAPER_TABLE3_CLEARANCES,
+    PAPER_TABLE4_SHAPES,
+    ROBUSTNESS,
+    TABLE3_CLEARANCES,
+    TABLE4_SHAPES,
+    VTLA_TABLE3,
+)
 from tla.runinfo import describe_hardware
 
 
@@ -55,12 +64,92 @@ OFFLINE_HEADER = ("| model | GCR % | L1 x mm (GCR) | L1 y mm (GCR) | L1 rz deg (
                   "|---|---|---|---|---|---|---|---|---|---|---|")
 
 
-def _cl_cell(row: dict | None, paper: tuple) -> str:
+def _cl_cell(row: dict | None, paper: tuple | None) -> str:
+    """Ours [CI] / steps, then the paper's (success / steps) in brackets, or (—) where the paper has no column."""
     if row is None:
         return "n/a"
     steps = "n/a" if _missing(row["mean_steps"]) else f"{row['mean_steps']:.2f}"
-    return (f"{_pct(row['success'])} [{_pct(row['ci_low'])}, {_pct(row['ci_high'])}] / {steps} "
-            f"({paper[0]} / {paper[1]:.2f})")
+    theirs = "(—)" if paper is None else f"({paper[0]} / {paper[1]:.2f})"
+    return f"{_pct(row['success'])} [{_pct(row['ci_low'])}, {_pct(row['ci_high'])}] / {steps} {theirs}"
+
+
+def _paper(table: str, name: str, columns: tuple, key) -> tuple | None:
+    """The paper's (success %, steps) of `name` in column `key`, or None for a column the paper lacks."""
+    return PAPER[table][name][columns.index(key)] if key in columns else None
+
+
+def _ours_cell(row: dict | None) -> str:
+    """success % [Wilson 95% CI] / mean steps of the successful episodes (no paper number)."""
+    if row is None:
+        return "n/a"
+    steps = "n/a" if _missing(row["mean_steps"]) else f"{row['mean_steps']:.2f}"
+    return f"{_pct(row['success'])} [{_pct(row['ci_low'])}, {_pct(row['ci_high'])}] / {steps}"
+
+
+def protocol_lines(res: dict) -> list[str]:
+    """How many episodes each closed-loop table ran, under which seeds and conditions."""
+    p, proto = res["preset"], res.get("protocols")
+    if not proto:
+        return []
+    rob, hard = proto["robustness"], proto["hard"]
+    return [
+        f"Closed-loop episodes (preset `{p['name']}`, seed {proto['seed']}): {proto['paper']['episodes']} per "
+        f"condition in Tables III and IV (up to {proto['paper']['max_attempts']} attempts), {rob['episodes']} per "
+        f"knob in the robustness table, {hard['episodes']} per clearance in the hard protocol. Episode seeds: "
+        f"{proto['episode_seeds']} (seed {proto['seed']}: {', '.join(map(str, proto['first_seeds']))}, ...).",
+        "",
+    ]
+
+
+def robustness_section(res: dict) -> list[str]:
+    """The robustness table: each model under each knob, beside its nominal Table III cell and the oracle."""
+    rob, proto = res.get("robustness"), res.get("protocols")
+    if not rob or not proto:
+        return []
+    r = proto["robustness"]
+    knobs = [k for k, *_ in ROBUSTNESS]
+    lines = ["## Robustness — closed loop under one perturbation at a time", "",
+             f"{r['shape']} peg, {r['clearance']} mm, {r['episodes']} episodes per knob (the same seeds for every "
+             f"model and knob); *nominal* is the Table III cell ({proto['paper']['episodes']} episodes, no "
+             "perturbation). Cells: success % [Wilson 95% CI] / mean steps. The oracle acts on the true error, so "
+             "only actuation noise can change its row. Knobs (`SimConfig.perturb`, recorded in each "
+             "`conditions.json`):", ""]
+    lines += [f"- **{k}**: {v['label']} (`{' '.join(v['overrides'])}`)" for k, v in r["knobs"].items()]
+    lines += ["", "| model | nominal | " + " | ".join(knobs) + " |", "|---|---|" + "---|" * len(knobs)]
+    for name, rows in rob.items():
+        by_k = {row.get("condition"): row for row in rows}
+        nominal_rows = res.get("table3_oracle" if name == "oracle" else "table3", {})
+        if name != "oracle":
+            nominal_rows = nominal_rows.get(name, [])
+        nominal = next((x for x in nominal_rows if x["shape"] == r["shape"] and x["clearance"] == r["clearance"]),
+                       None)
+        label = "oracle (true error -> label; same episodes)" if name == "oracle" else name
+        lines.append(f"| {label} | {_ours_cell(nominal)} | " + " | ".join(_ours_cell(by_k.get(k)) for k in knobs)
+                     + " |")
+    return lines + [""]
+
+
+def hard_section(res: dict) -> list[str]:
+    """The hard protocol's table: fewer attempts, larger start errors, actuation noise."""
+    hard, proto = res.get("hard"), res.get("protocols")
+    if not hard or not proto:
+        return []
+    h = proto["hard"]
+    ex, ey, erz = h["errors"]
+    sx, sy, srz = h["action_std"]
+    lines = ["## Hard protocol — closed loop, fewer attempts, larger errors, actuation noise", "",
+             f"{h['shape']} peg; at most {h['max_attempts']} attempts (the paper's protocol: "
+             f"{proto['paper']['max_attempts']}); start errors uniform in +-{ex:g} mm, +-{ey:g} mm, +-{erz:g} deg "
+             f"(what {h['max_attempts'] - 1} capped actions can undo); every executed action perturbed by "
+             f"N(0, {sx:g} mm / {sy:g} mm / {srz:g} deg); {h['episodes']} episodes per clearance. Meant so that a policy that "
+             "is merely right more often than not no longer reaches ~100%. Cells: success % [Wilson 95% CI] / mean steps.",
+             "", "| model | " + " | ".join(f"{c} mm" for c in h["clearances"]) + " |",
+             "|---|" + "---|" * len(h["clearances"])]
+    for name, rows in hard.items():
+        by_c = {row["clearance"]: row for row in rows}
+        label = "oracle (true error -> label; same episodes)" if name == "oracle" else name
+        lines.append(f"| {label} | " + " | ".join(_ours_cell(by_c.get(c)) for c in h["clearances"]) + " |")
+    return lines + [""]
 
 
 def _oracle_cell(row: dict | None) -> str:
@@ -144,6 +233,7 @@ def write_report(out: Path, res: dict) -> Path:
         f"{steps}, {p['episodes']} closed-loop episodes per condition, seed {p['seed']}.",
         f"Hardware: {describe_hardware(res['hardware'])}. Versions: {versions}. Code commit: {meta.get('git_commit')}.",
         "",
+        *protocol_lines(res),
         "Each cell shows **ours (paper)**. The paper's numbers come from Qwen2-VL-7B fine-tuned on Isaac Gym "
         "data and real-robot trials; ours come from this repository's analytic simulator and the preset "
         "above. Only the `paper` preset (Qwen2-VL-7B, full dataset, GPU) is the like-for-like comparison; "
@@ -174,30 +264,41 @@ def write_report(out: Path, res: dict) -> Path:
         for name, splits in res["table2"].items():
             lines.append(_offline_row(name, splits[split], PAPER["table2"][name][k]))
     lines += ["", *budget_section(res)]
+    paper_c = PAPER_TABLE3_CLEARANCES
     lines += ["", "## Table III — closed loop, square peg, by clearance", "",
+              f"The paper has no {', '.join(f'{c} mm' for c in TABLE3_CLEARANCES if c not in paper_c)} column "
+              "(—). *Total* pools the paper's clearances "
+              f"({' / '.join(f'{c}' for c in paper_c)} mm), as the paper's total does. The VTLA row is a literature "
+              "reference (VTLA's reported success %, not the TLA paper's and not ours).", "",
               "| model | " + " | ".join(f"{c} mm" for c in TABLE3_CLEARANCES) + " | total |",
               "|---|" + "---|" * (len(TABLE3_CLEARANCES) + 1)]
     for name, rows in res["table3"].items():
         by_c = {r["clearance"]: r for r in rows}
-        cells = [_cl_cell(by_c.get(c), PAPER["table3"][name][i]) for i, c in enumerate(TABLE3_CLEARANCES)]
-        cells.append(_cl_cell(_pooled(rows), PAPER["table3"][name][-1]))
+        cells = [_cl_cell(by_c.get(c), _paper("table3", name, paper_c, c)) for c in TABLE3_CLEARANCES]
+        cells.append(_cl_cell(_pooled([r for r in rows if r["clearance"] in paper_c]), PAPER["table3"][name][-1]))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if res.get("table3_oracle"):
         rows = res["table3_oracle"]
         by_c = {r["clearance"]: r for r in rows}
-        cells = [_oracle_cell(by_c.get(c)) for c in TABLE3_CLEARANCES] + [_oracle_cell(_pooled(rows))]
+        cells = [_oracle_cell(by_c.get(c)) for c in TABLE3_CLEARANCES]
+        cells.append(_oracle_cell(_pooled([r for r in rows if r["clearance"] in paper_c])))
         lines.append("| oracle (true error -> label; same episodes) | " + " | ".join(cells) + " |")
-    lines += ["", "## Table IV — closed loop, 2.0 mm, by shape (round and hexagon unseen in training)", "",
+    lines.append("| VTLA (literature reference, its reported success %; not ours) | " + " | ".join(
+        f"({VTLA_TABLE3[c]})" if c in VTLA_TABLE3 else "—" for c in TABLE3_CLEARANCES) + " | — |")
+    unseen = [s for s in TABLE4_SHAPES if s not in ("square", "triangle")]
+    lines += ["", f"## Table IV — closed loop, 2.0 mm, by shape ({', '.join(unseen)} unseen in training)", "",
+              "The paper has no pentagon column (—).", "",
               "| model | " + " | ".join(TABLE4_SHAPES) + " |", "|---|" + "---|" * len(TABLE4_SHAPES)]
     for name, rows in res["table4"].items():
         by_s = {r["shape"]: r for r in rows}
         lines.append(f"| {name} | " + " | ".join(
-            _cl_cell(by_s.get(s), PAPER["table4"][name][i]) for i, s in enumerate(TABLE4_SHAPES)) + " |")
+            _cl_cell(by_s.get(s), _paper("table4", name, PAPER_TABLE4_SHAPES, s)) for s in TABLE4_SHAPES) + " |")
     if res.get("table4_oracle"):
         by_s = {r["shape"]: r for r in res["table4_oracle"]}
         lines.append("| oracle (true error -> label; same episodes) | " + " | ".join(
             _oracle_cell(by_s.get(s)) for s in TABLE4_SHAPES) + " |")
-    lines += ["", "## Figure 4 — predicted actions from each test sample's pose error", ""]
+    lines += ["", *robustness_section(res), *hard_section(res)]
+    lines += ["## Figure 4 — predicted actions from each test sample's pose error", ""]
     for fig in sorted((out / "offline").glob("*/*/fig4.png")):
         rel = fig.relative_to(out)
         lines.append(f"**{rel.parts[1]} on {rel.parts[2]}**\n\n![{rel}]({rel})\n")

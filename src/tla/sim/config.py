@@ -93,6 +93,21 @@ class LabelConfig:
 
 
 @dataclass(frozen=True)
+class PerturbConfig:
+    """Harder conditions for robustness trials (`tla.sim.perturb`); all off by default, so the default config
+    renders and moves exactly as without them. Every draw comes from a substream of the attempt's Generator
+    (its seed key plus a fixed tag), so a knob never shifts the draws of the rest of the attempt."""
+
+    action_std: tuple[float, float, float] = (0.0, 0.0, 0.0)  # actuation noise: executed = commanded + N(0, std), mm, mm, deg
+    pixel_noise_std: float = 0.0  # extra Gaussian pixel noise on the camera frames (grey levels)
+    marker_noise_px: float = 0.0  # tracking noise on each displaced marker centre (px): what marker_flow reads
+    mount_shift_px: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # sensor mounting offset of the gel image: left x, y, right x, y (px)
+    mount_rot_deg: tuple[float, float] = (0.0, 0.0)  # sensor mounting rotation of the gel image about its centre: left, right (deg)
+    stiffness_scale: float = 1.0  # gel stiffness drift: E (after the randomisation draw) times this
+    occlusion: float = 0.0  # share of markers hidden (neither drawn nor tracked), drawn per pad per attempt
+
+
+@dataclass(frozen=True)
 class SimConfig:
     geometry: GeometryConfig = field(default_factory=GeometryConfig)
     gel: GelConfig = field(default_factory=GelConfig)
@@ -102,3 +117,4 @@ class SimConfig:
     errors: ErrorConfig = field(default_factory=ErrorConfig)
     labels: LabelConfig = field(default_factory=LabelConfig)
     max_attempts: int = 15
+    perturb: PerturbConfig = field(default_factory=PerturbConfig)

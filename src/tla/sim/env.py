@@ -36,6 +36,7 @@ from tla.sim.labels import action_label, sample_initial_error
 from tla.sim.modality import check_modality
 from tla.sim.modality import observe as observe_modality
 from tla.sim.observation import ObservationSpec
+from tla.sim.perturb import actuation_active, actuation_noise
 from tla.sim.simulator import simulate_attempt
 from tla.sim.task import instruction
 
@@ -163,11 +164,18 @@ class PegInHoleEnv(gym.Env):
 
     def step(self, action):
         action = np.clip(_finite_vector(action, "action (dx mm, dy mm, drz deg)"), -ACTION_LIMIT, ACTION_LIMIT)
-        self._error = self._error + action
+        # actuation noise (`sim_config.perturb.action_std`, off by default): the motion executed is the command
+        # plus a draw from the substream of the coming attempt's Generator, so the episode still replays
+        executed = action
+        if actuation_active(self.cfg.perturb):
+            executed = action + actuation_noise(self.cfg.perturb, np.random.default_rng([self._episode_seed, self._attempts]))
+        self._error = self._error + executed
         inserted = self._attempt()
         terminated = bool(inserted)
         truncated = bool(not inserted and self._attempts >= self.cfg.max_attempts)
-        return self._observation(), float(inserted), terminated, truncated, self._info(inserted)
+        info = self._info(inserted)
+        info["executed_action"] = executed  # what moved the peg: the (clipped) action plus any actuation noise
+        return self._observation(), float(inserted), terminated, truncated, info
 
     def render(self):
         if self.render_mode == "rgb_array":

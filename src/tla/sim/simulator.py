@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tla.sim import geometry as geo
+from tla.sim import perturb
 from tla.sim.compose import NUM_PADS
 from tla.sim.config import SimConfig
 from tla.sim.labels import action_label
@@ -79,6 +80,7 @@ def simulate_attempt(
     if not np.isfinite(error).all():
         raise ValueError(f"pose error (ex mm, ey mm, erz deg) must be finite, got {error.tolist()}")
     params = draw_params(cfg, rng)
+    perturb.drift_stiffness(cfg.perturb, params)  # gel stiffness drift (a no-op by default)
     label = action_label(error, clearance, cfg.labels)
     peg = geo.peg_polygon(shape, g.peg_size, g.circle_segments)
     hole = geo.hole_polygon(shape, clearance, g.peg_size, g.circle_segments)
@@ -133,6 +135,9 @@ def _render(cfg: SimConfig, result: AttemptResult, fields, params: dict, rng: np
     shift = np.array([params["shift_x_px"], params["shift_y_px"]])
     ref = marker_reference(rc, params["marker_pitch"], shift, rng)
     refs = [ref, np.column_stack([rc.width - 1 - ref[:, 0], ref[:, 1]]).astype(np.float32)]
+    sensor = perturb.sensor_stream(cfg.perturb, rng)  # None (no draws) unless a sensor knob is on
+    if sensor is not None:
+        refs = perturb.occlude(cfg.perturb, refs, sensor)
     offsets = rng.integers(0, 32, (NUM_PADS * cfg.motion.frames, 2))
     look = PadLook.create(rc, params["light_gain"], params["noise_std"])
     # Frame order is pad-major (left t0..t3, right t0..t3): each frame samples its own pad's pattern.
@@ -142,6 +147,8 @@ def _render(cfg: SimConfig, result: AttemptResult, fields, params: dict, rng: np
     result.depth, result.shear = depth, shear
     result.markers_ref = np.stack(refs)
     result.markers_cur = cur.astype(np.float32)
+    if sensor is not None:  # mounting shift / rotation, pixel noise, marker tracking noise
+        perturb.apply_sensor(cfg.perturb, result, rc, cfg.motion.frames, sensor)
 
 
 def simulate_batch(
