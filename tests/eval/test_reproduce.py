@@ -20,17 +20,32 @@ def test_reproduce_smoke_writes_all_four_tables_and_resumes(tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert set(results["table1"]) == {"BC", "DP", "SP-TLA"}
     assert set(results["table3"]) == {"BC", "DP", "SP-TLA", "MP-TLA"}
-    assert all(len(rows) == 4 for rows in results["table4"].values())
+    assert all(len(rows) == 5 for rows in results["table4"].values())  # + the unseen pentagon
+    assert all(len(rows) == 4 for rows in results["table3"].values())  # + 0.6 mm
     assert (out / "offline" / "sp_tla" / "sp_test" / "fig4.png").exists()
     # the oracle on the same episodes, the training budgets and the collapse column are in the report
-    assert len(results["table3_oracle"]) == 3 and len(results["table4_oracle"]) == 4
-    assert report.count("| oracle (true error -> label; same episodes) |") == 2
+    assert len(results["table3_oracle"]) == 4 and len(results["table4_oracle"]) == 5
+    assert report.count("| oracle (true error -> label; same episodes) |") == 4  # III, IV, robustness, hard
+    # Table III's 0.6 mm column with VTLA's literature numbers, clearly labelled; the pentagon in Table IV
+    assert "| 0.6 mm | total |" in report and "| pentagon |" in report
+    assert "| VTLA (literature reference, its reported success %; not ours) | (100) | (98) | (96) | (90) | — |" in report
+    # the robustness table (every knob, every Table III model and the oracle) and the hard protocol's table
+    assert "## Robustness" in report and "## Hard protocol" in report
+    assert set(results["robustness"]) == set(results["hard"]) == {"BC", "DP", "SP-TLA", "MP-TLA", "oracle"}
+    assert all({r["condition"] for r in rows} == {"actuation", "sensor_noise", "mounting", "stiffness", "occlusion"}
+               and all(r["episodes"] == 2 for r in rows) for rows in results["robustness"].values())
+    assert all([r["clearance"] for r in rows] == [2.0, 1.0] for rows in results["hard"].values())
+    hard = [json.loads(line) for line in (out / "closed_loop" / "hard" / "sp_tla" / "records.jsonl").open()]
+    assert all(r["attempts"] <= 5 and r["condition"] == "hard" for r in hard)
+    conditions = json.loads((out / "closed_loop" / "robustness" / "sp_tla" / "conditions.json").read_text())
+    assert conditions["actuation"]["perturb"]["action_std"] == [0.2, 0.2, 0.5]
+    assert "2 per knob in the robustness table, 2 per clearance in the hard protocol" in report
     assert "## Inputs and training budgets" in report and set(results["budgets"]) == {
         "bc_sp", "dp_sp", "sp_tla", "bc_mp", "dp_mp", "mp_tla"}
     # what each model reads is in the report, departures from the paper's input in bold
-    assert results["budgets"]["sp_tla"]["input"] == {"modality": "marker_flow", "composite_size": 224,
+    assert results["budgets"]["sp_tla"]["input"] == {"modality": "marker_flow", "composite_size": 168,
                                                      "preprocess": [], "position_table": True}
-    assert "| **marker_flow**, 224 px composite, **position table** |" in report
+    assert "| **marker_flow**, 168 px composite, **position table** |" in report
     assert "| **marker_flow**, 48x64 px |" in report
     assert "distinct answers (modal %)" in report
     assert "NaN" not in (out / "results.json").read_text()

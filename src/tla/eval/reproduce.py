@@ -19,7 +19,13 @@ from rich.console import Console
 
 from tla.eval.report import collapse_warnings, write_report
 from tla.eval.tables import (
+    HARD_CLEARANCES,
+    HARD_MODELS,
+    HARD_SHAPE,
     MODELS,
+    ROBUST_CLEARANCE,
+    ROBUST_MODELS,
+    ROBUST_SHAPE,
     TABLE1,
     TABLE2,
     TABLE3_CLEARANCES,
@@ -27,7 +33,7 @@ from tla.eval.tables import (
     TABLE4_MODELS,
     TABLE4_SHAPES,
 )
-from tla.runinfo import hardware, run_metadata
+from tla.runinfo import hardware, run_metadata, write_atomic
 
 console = Console()
 
@@ -40,6 +46,10 @@ class ReproducePreset:
     # preset's epochs
     max_steps: int | dict[str, int] | None = None
     episodes: int = 50  # closed-loop episodes per condition (the paper's 50)
+    robust_episodes: int = 50  # closed-loop episodes per robustness knob (tables.ROBUSTNESS)
+    hard_episodes: int = 50  # closed-loop episodes per clearance of the hard protocol
+    hard_attempts: int = 5  # attempts allowed in the hard protocol (the paper's protocol: SimConfig.max_attempts)
+    hard_clearances: tuple[float, ...] = HARD_CLEARANCES  # square-peg clearances (mm) of the hard protocol
     workers: int = 2
     seed: int = 0
     train_overrides: list[str] = field(default_factory=list)  # `train.*` keys, for every model
@@ -52,13 +62,16 @@ class ReproducePreset:
 
 PRESETS = {
     # smoke splits hold a few dozen samples: small batches so every model gets whole batches
-    "smoke": ReproducePreset("smoke", "smoke", "tiny", max_steps=4, episodes=2,
+    "smoke": ReproducePreset("smoke", "smoke", "tiny", max_steps=4, episodes=2, robust_episodes=2, hard_episodes=2,
                              train_overrides=["train.batch_size=4", "train.val_fraction=0.1"]),
     # For `make demo` (aimed at <= 60 min with the install on 2 cores). All three models read the marker flow
     # at this preset; per step ~0.13 s BC and ~0.2 s DP at batch 32 (48 x 64 input), ~0.18 s tiny TLA at
-    # batch 8; closed-loop episodes cost up to ~0.8 s each when the policy keeps failing.
+    # batch 8; closed-loop episodes cost up to ~0.8 s each when the policy keeps failing. The robustness knobs
+    # (5 knobs x 20 episodes per model) and the hard protocol (2.0 mm only, 20 episodes of at most 5 attempts)
+    # are sized so that they, the 0.6 mm column and the pentagon add ~4 min of the 4 models' closed loop.
     "tiny": ReproducePreset(
-        "tiny", "tiny", "tiny", max_steps={"bc": 1500, "dp": 2000, "tla": 3000}, episodes=50,
+        "tiny", "tiny", "tiny", max_steps={"bc": 1500, "dp": 2000, "tla": 2500}, episodes=50,
+        robust_episodes=20, hard_episodes=20, hard_clearances=(2.0,),
         budget_notes={
             "bc": "1500 steps x 32 (~8 epochs of sp_train, ~3.5 min): 1000 steps on the same input gave the same "
                   "sp_test accuracy (93/88/94%) in a calibration run; the table above says whether the "
@@ -66,9 +79,10 @@ PRESETS = {
             "dp": "2000 steps x 32 (~11 epochs, ~7 min): what make demo's CPU time allows beside the other five "
                   "runs; DP's denoising loss falls slowly, so check the table above before reading its rows "
                   "as DP's plateau.",
-            "tla": "3000 steps x 8 (4 epochs, ~9 min): in the calibration run (seed 0) the answers stayed "
-                   "constant for the first ~500 steps and the validation loss still fell ~4% over the "
-                   "last quarter (cosine schedule).",
+            "tla": "2500 steps x 16 (~7 epochs of sp_train, ~10 min): batch 16 on the 168 px composite "
+                   "costs ~1.3x a batch-8 step on 224 px; in calibration (seed 0, sp_test) 3000 x 16 gave "
+                   "83/77/92% direction accuracy against 80/76/82% for 3000 x 8 at 224 px; 2500 steps keep "
+                   "make demo within its hour.",
         }),
     "paper": ReproducePreset("paper", "paper", "paper"),
 }
@@ -93,7 +107,7 @@ class Stages:
         console.rule(name)
         t0 = time.time()
         fn()
-        marker.write_text(json.dumps({"seconds": time.time() - t0}))
+        write_atomic(marker, json.dumps({"seconds": time.time() - t0}))  # a cut marker would break collect
 
 
 def reproduce(preset: ReproducePreset, out: Path, data: Path | None = None) -> dict:
@@ -101,14 +115,16 @@ def reproduce(preset: ReproducePreset, out: Path, data: Path | None = None) -> d
     from tla.data.config import preset as data_preset
     from tla.eval.closed_loop import evaluate_closed_loop
     from tla.eval.offline import evaluate_offline
+    from tla.eval.robustness import hard_closed_loop, robustness_closed_loop
     from tla.train.cli import train_run
+    from tla.train.checkpoint import resumable
 
     data = data or out / "data"
     settings = reproduce_settings(preset, data)
     check_same_settings(out, settings)
     out.mkdir(parents=True, exist_ok=True)
     meta = {**run_metadata(asdict(preset), preset.seed), "settings": settings}
-    (out / "reproduce.json").write_text(json.dumps(meta, indent=2, default=str))
+    write_atomic(out / "reproduce.json", json.dumps(meta, indent=2, default=str))  # read back on resume
     stages = Stages(out)
 
     def build_data():
@@ -122,7 +138,7 @@ def reproduce(preset: ReproducePreset, out: Path, data: Path | None = None) -> d
         run_dir = out / "runs" / key
         stages.run(f"train_{key}", partial(
             train_run, data=data, out=run_dir, policy=policy, split=split, preset=preset.train_preset,
-            max_steps=preset.steps_for(policy), resume=(run_dir / "checkpoints" / "last").exists(), overwrite=True,
+            max_steps=preset.steps_for(policy), resume=resumable(run_dir / "checkpoints"), overwrite=True,
             overrides=preset.train_overrides + (preset.tla_overrides if policy == "tla" else [])))
     for key, split in TABLE1 + TABLE2:
         stages.run(f"offline_{key}_{split}", partial(
@@ -140,6 +156,19 @@ def reproduce(preset: ReproducePreset, out: Path, data: Path | None = None) -> d
         stages.run(f"closed_loop_{table}_oracle", partial(
             oracle_closed_loop, out=out / "closed_loop" / f"table{table[1]}" / "oracle", data=data,
             clearances=clearances, shapes=shapes, episodes=preset.episodes, seed=preset.seed, workers=preset.workers))
+    # harder conditions (tla.eval.robustness): each knob at one level, then the hard protocol; oracle last
+    for key in (*ROBUST_MODELS, None):
+        name = key or "oracle"
+        stages.run(f"closed_loop_robust_{name}", partial(
+            robustness_closed_loop, out=out / "closed_loop" / "robustness" / name, data=data,
+            episodes=preset.robust_episodes, seed=preset.seed, workers=preset.workers,
+            run=out / "runs" / key if key else None, shape=ROBUST_SHAPE, clearance=ROBUST_CLEARANCE))
+    for key in (*HARD_MODELS, None):
+        name = key or "oracle"
+        stages.run(f"closed_loop_hard_{name}", partial(
+            hard_closed_loop, out=out / "closed_loop" / "hard" / name, data=data, clearances=list(preset.hard_clearances),
+            episodes=preset.hard_episodes, seed=preset.seed, workers=preset.workers,
+            run=out / "runs" / key if key else None, shape=HARD_SHAPE, attempts=preset.hard_attempts))
     results = collect(out, preset)
     (out / "results.json").write_text(json.dumps(json_safe(results), indent=2, allow_nan=False))
     write_report(out, results)
@@ -260,4 +289,32 @@ def collect(out: Path, preset: ReproducePreset) -> dict:
         oracle = out / "closed_loop" / table / "oracle" / "summary.json"
         if oracle.exists():
             res[f"{table}_oracle"] = _load(oracle)
+    for table, models in (("robustness", ROBUST_MODELS), ("hard", HARD_MODELS)):
+        for key in (*models, "oracle"):
+            summary = out / "closed_loop" / table / key / "summary.json"
+            if summary.exists():  # absent in folders of older versions
+                res.setdefault(table, {})["oracle" if key == "oracle" else names[key]] = _load(summary)
+    res["protocols"] = protocols(preset)
     return res
+
+
+def protocols(preset: ReproducePreset) -> dict:
+    """How the closed-loop trials were run: episodes, seeds and the harder conditions (for the report)."""
+    from tla.eval.closed_loop import episode_seeds
+    from tla.eval.robustness import hard_sim_config
+    from tla.eval.tables import ROBUSTNESS
+    from tla.sim.config import SimConfig
+
+    hard = hard_sim_config(SimConfig(), preset.hard_attempts)
+    return {
+        "seed": preset.seed,
+        "episode_seeds": "tla.eval.closed_loop.episode_seeds(seed, n): the first n words of SeedSequence(seed), "
+                         "the same list for every model and condition",
+        "first_seeds": episode_seeds(preset.seed, 3),
+        "paper": {"episodes": preset.episodes, "max_attempts": SimConfig().max_attempts},
+        "robustness": {"episodes": preset.robust_episodes, "shape": ROBUST_SHAPE, "clearance": ROBUST_CLEARANCE,
+                       "knobs": {k: {"label": label, "overrides": list(o)} for k, label, o in ROBUSTNESS}},
+        "hard": {"episodes": preset.hard_episodes, "shape": HARD_SHAPE, "clearances": list(preset.hard_clearances),
+                 "max_attempts": hard.max_attempts, "errors": [hard.errors.ex, hard.errors.ey, hard.errors.erz],
+                 "action_std": list(hard.perturb.action_std)},
+    }

@@ -86,7 +86,9 @@ class TLAConfig:
 
 
 def tla_preset(preset: str = "tiny", overrides: list[str] | None = None) -> TLAConfig:
-    """`tiny`: random-init small backbone, full training, 224 px composite (CPU), with two departures from
+    """`tiny`: random-init small backbone, full training, 168 px composite (CPU: each 56 px cell is exactly
+    4 x 4 patches, so no merged token straddles two frames; ~40% cheaper per step than 224 px at the same
+    accuracy in calibration), batch 16 (`TLAPolicy.train_overrides`), with two departures from
     the paper that make it learn at this scale (measured by `tla ablate`): it reads the `marker_flow`
     modality (the tracked marker displacement rendered as images; on raw camera frames the small model
     gives one constant answer, and x is only readable in the marker motion), and a learned position table
@@ -94,7 +96,7 @@ def tla_preset(preset: str = "tiny", overrides: list[str] | None = None) -> TLAC
     `paper`: pretrained Qwen2-VL-7B from `model.path`, LoRA, 616 px composite (1936 patches, 484 tokens),
     raw rgb frames, no position table: the paper's recipe."""
     if preset == "tiny":
-        cfg = TLAConfig(modality="marker_flow", model=ModelConfig(position_table=True))
+        cfg = TLAConfig(modality="marker_flow", composite_size=168, model=ModelConfig(position_table=True))
     elif preset == "paper":
         cfg = TLAConfig(model=ModelConfig(preset="pretrained", train_mode="lora"), composite_size=616)
     else:

@@ -57,6 +57,13 @@ class TLAPolicy(TrainablePolicy):
             ):  # frozen embeddings: checkpointed blocks need a grad-carrying input
                 self.model.enable_input_require_grads()
 
+    @staticmethod
+    def train_overrides(preset: str, split: str) -> list[str]:
+        """Trainer defaults for the TLA (before the user's train.* overrides): the tiny preset trains at batch
+        16 (calibration, seed 0, sp_test, 3000 steps: 83/77/92% direction accuracy against 80/76/82% at
+        batch 8); the paper preset keeps the trainer's paper values."""
+        return ["batch_size=16"] if preset == "tiny" else []
+
     @classmethod
     def build(cls, preset: str = "tiny", overrides: list[str] | None = None) -> TLAPolicy:
         return cls(tla_preset(preset, overrides))
