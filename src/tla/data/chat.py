@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from tla.data import store
 from tla.data.dataset import TactileDataset
-from tla.data.export import export_messages
+from tla.data.export import export_messages, sample_metadata
 
 ROWS_PER_GROUP = 64  # parquet row group: ~64 composites, a few MB, streamed by datasets
 
@@ -57,12 +57,7 @@ def trl_row(item: dict) -> dict:
         "prompt": [{"role": "user", "content": item["instruction"]}],
         "completion": [{"role": "assistant", "content": item["answer"]}],
         "images": [{"bytes": store.encode_image(item["composite"], "png"), "path": None}],
-        "action": item["action"].tolist(),
-        "error": item["error"].tolist(),
-        "shape": item["shape"],
-        "clearance": item["clearance"],
-        "episode_index": item["episode_index"],
-        "attempt_index": item["attempt_index"],
+        **sample_metadata(item),
     }
 
 

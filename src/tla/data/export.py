@@ -22,6 +22,18 @@ from tla.data import store
 from tla.data.dataset import TactileDataset
 
 
+def sample_metadata(item: dict) -> dict:
+    """What every chat export keeps of a sample beside the conversation: its labels and where it came from."""
+    return {
+        "action": item["action"].tolist(),
+        "error": item["error"].tolist(),
+        "shape": item["shape"],
+        "clearance": item["clearance"],
+        "episode_index": item["episode_index"],
+        "attempt_index": item["attempt_index"],
+    }
+
+
 def _messages(instruction: str, answer: str, style: str) -> list[dict]:
     if style == "llamafactory":
         user = "<image>" + instruction
@@ -51,16 +63,8 @@ def export_messages(
                 item = ds[i]
                 rel = f"images/{split}/{i:06d}.png"
                 cv2.imwrite(str(out / rel), cv2.cvtColor(item["composite"], cv2.COLOR_RGB2BGR))
-                row = {
-                    "messages": _messages(item["instruction"], item["answer"], style),
-                    "images": [rel],
-                    "action": item["action"].tolist(),
-                    "error": item["error"].tolist(),
-                    "shape": item["shape"],
-                    "clearance": item["clearance"],
-                    "episode_index": item["episode_index"],
-                    "attempt_index": item["attempt_index"],
-                }
+                row = {"messages": _messages(item["instruction"], item["answer"], style), "images": [rel],
+                       **sample_metadata(item)}
                 f.write(json.dumps(row) + "\n")
         written[split] = path
     if style == "llamafactory":

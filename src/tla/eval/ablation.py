@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from tla.eval.reproduce import PRESETS, Stages, json_safe
+from tla.eval.determinism import dumps as strict_dumps
+from tla.eval.reproduce import PRESETS, Stages
 from tla.runinfo import describe_hardware, hardware, run_metadata
 
 console = Console()
@@ -175,7 +176,7 @@ def ablate(cfg: AblationConfig, out: Path, data: Path | None = None, reuse: Path
 
 def _finish(out: Path, cfg: AblationConfig, partial_ok: bool = False) -> dict:
     results = collect(out, cfg, partial_ok)
-    (out / "results.json").write_text(json.dumps(json_safe(results), indent=2, allow_nan=False))
+    (out / "results.json").write_text(strict_dumps(results, indent=2))
     write_report(out, results)
     return results
 

@@ -9,7 +9,6 @@ resumes (training itself resumes from its last checkpoint).
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from tla.eval.determinism import dumps as strict_dumps
 from tla.eval.report import collapse_warnings, write_report
 from tla.eval.tables import (
     HARD_CLEARANCES,
@@ -116,8 +116,8 @@ def reproduce(preset: ReproducePreset, out: Path, data: Path | None = None) -> d
     from tla.eval.closed_loop import evaluate_closed_loop
     from tla.eval.offline import evaluate_offline
     from tla.eval.robustness import hard_closed_loop, robustness_closed_loop
-    from tla.train.cli import train_run
     from tla.train.checkpoint import resumable
+    from tla.train.cli import train_run
 
     data = data or out / "data"
     settings = reproduce_settings(preset, data)
@@ -170,7 +170,7 @@ def reproduce(preset: ReproducePreset, out: Path, data: Path | None = None) -> d
             episodes=preset.hard_episodes, seed=preset.seed, workers=preset.workers,
             run=out / "runs" / key if key else None, shape=HARD_SHAPE, attempts=preset.hard_attempts))
     results = collect(out, preset)
-    (out / "results.json").write_text(json.dumps(json_safe(results), indent=2, allow_nan=False))
+    (out / "results.json").write_text(strict_dumps(results, indent=2))
     write_report(out, results)
     for line in collapse_warnings(results):
         console.print(f"[bold red]COLLAPSED[/bold red] {line[2:]}", highlight=False)
@@ -227,17 +227,6 @@ def oracle_closed_loop(out: Path, data: Path, clearances: list[float], shapes: l
                            base_seed=seed, sim_cfg=sim_cfg, workers=workers, observe=False, progress=False)
     save_results(recs, out)
     write_run_metadata(out, sim_cfg, seed)
-
-
-def json_safe(x):
-    """NaN / inf -> null, recursively: JSON has no NaN, and a bare NaN breaks strict readers."""
-    if isinstance(x, dict):
-        return {k: json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [json_safe(v) for v in x]
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
 
 
 def training_budget(run_dir: Path) -> dict:
