@@ -33,7 +33,7 @@ def main() -> None:
     from tla.data.config import preset
     from tla.data.dataset import TactileDataset
     from tla.eval.offline import evaluate_offline, offline_metrics
-    from tla.eval.reproduce import PRESETS
+    from tla.experiments.reproduce import PRESETS
     from tla.train.cli import train_run
 
     steps = args.steps or PRESETS["tiny"].steps_for("tla")

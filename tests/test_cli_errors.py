@@ -88,7 +88,7 @@ def test_command_line_choices_mirror_the_registries():
     from tla import config
     from tla.data.cli import EXPORT_FORMATS
     from tla.data.config import PRESETS as DATA_PRESETS
-    from tla.eval.reproduce import PRESETS as REPRODUCE_PRESETS
+    from tla.experiments.reproduce import PRESETS as REPRODUCE_PRESETS
     from tla.policies.registry import POLICIES
     from tla.sim.modality import MODALITIES
 

@@ -293,7 +293,7 @@ def test_metrics_files_hold_null_not_nan_and_read_back(tmp_path, sp_data, dp_run
     NaN) held bare NaN, which strict JSON readers refuse. results.json of `tla reproduce` / `tla ablate` was
     already fixed (tests/eval/test_reproduce.py asserts it holds no NaN); the report reads null as n/a."""
     from tla.eval import closed_loop, offline
-    from tla.eval.report import _cl_cell, _offline_row
+    from tla.experiments.report import _cl_cell, _offline_row
 
     real = offline.offline_metrics
     monkeypatch.setattr(offline, "offline_metrics",

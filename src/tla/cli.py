@@ -142,8 +142,8 @@ def reproduce(
     """The paper's experiments: data, BC/DP/SP-TLA/MP-TLA training, Tables I-IV, Fig. 4, report.md."""
     import dataclasses
 
-    from tla.eval.reproduce import PRESETS, ReproduceError
-    from tla.eval.reproduce import reproduce as run
+    from tla.experiments.reproduce import PRESETS, ReproduceError
+    from tla.experiments.reproduce import reproduce as run
 
     if preset not in PRESETS:
         raise typer.BadParameter(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
@@ -166,7 +166,7 @@ def ablate(
     out: Path = typer.Option(Path("outputs/ablation-tiny"), help="output folder (rerun to resume)"),
     data: Path = typer.Option(None, help="reuse an existing tiny dataset (e.g. make demo's) instead of building one"),
     seeds: str = typer.Option("0,1,2", help="comma-separated seeds (model initialisation and data order)"),
-    variants: str = typer.Option("", help="comma-separated row names of tla.eval.ablation.VARIANTS (default: "
+    variants: str = typer.Option("", help="comma-separated row names of tla.experiments.ablation.VARIANTS (default: "
                                  "the paper input, each tiny-preset departure alone and together, BC on both inputs)"),
     episodes: int = typer.Option(50, help="closed-loop episodes per run"),
     tla_steps: int = typer.Option(None, help="SP-TLA optimizer steps (default: tla reproduce tiny's)"),
@@ -178,8 +178,8 @@ def ablate(
 ):
     """SP-TLA input ablation (paper input vs each departure of the tiny preset) over seeds, BC beside it:
     offline metrics on sp_test and one closed-loop condition, with the spread over seeds."""
-    from tla.eval.ablation import DEFAULT_VARIANTS, AblationConfig
-    from tla.eval.ablation import ablate as run
+    from tla.experiments.ablation import DEFAULT_VARIANTS, AblationConfig
+    from tla.experiments.ablation import ablate as run
 
     chosen = tuple(v.strip() for v in variants.split(",") if v.strip()) or DEFAULT_VARIANTS
     steps = {k: v for k, v in (("tla_steps", tla_steps), ("bc_steps", bc_steps)) if v is not None}

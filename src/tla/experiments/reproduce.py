@@ -17,8 +17,8 @@ from pathlib import Path
 from rich.console import Console
 
 from tla.eval.determinism import dumps as strict_dumps
-from tla.eval.report import collapse_warnings, write_report
-from tla.eval.tables import (
+from tla.experiments.report import collapse_warnings, write_report
+from tla.experiments.tables import (
     HARD_CLEARANCES,
     HARD_MODELS,
     HARD_SHAPE,
@@ -115,7 +115,7 @@ def reproduce(preset: ReproducePreset, out: Path, data: Path | None = None) -> d
     from tla.data.config import preset as data_preset
     from tla.eval.closed_loop import evaluate_closed_loop
     from tla.eval.offline import evaluate_offline
-    from tla.eval.robustness import hard_closed_loop, robustness_closed_loop
+    from tla.experiments.robustness import hard_closed_loop, robustness_closed_loop
     from tla.train.checkpoint import resumable
     from tla.train.cli import train_run
 
@@ -156,7 +156,7 @@ def reproduce(preset: ReproducePreset, out: Path, data: Path | None = None) -> d
         stages.run(f"closed_loop_{table}_oracle", partial(
             oracle_closed_loop, out=out / "closed_loop" / f"table{table[1]}" / "oracle", data=data,
             clearances=clearances, shapes=shapes, episodes=preset.episodes, seed=preset.seed, workers=preset.workers))
-    # harder conditions (tla.eval.robustness): each knob at one level, then the hard protocol; oracle last
+    # harder conditions (tla.experiments.robustness): each knob at one level, then the hard protocol; oracle last
     for key in (*ROBUST_MODELS, None):
         name = key or "oracle"
         stages.run(f"closed_loop_robust_{name}", partial(
@@ -290,8 +290,8 @@ def collect(out: Path, preset: ReproducePreset) -> dict:
 def protocols(preset: ReproducePreset) -> dict:
     """How the closed-loop trials were run: episodes, seeds and the harder conditions (for the report)."""
     from tla.eval.closed_loop import episode_seeds
-    from tla.eval.robustness import hard_sim_config
-    from tla.eval.tables import ROBUSTNESS
+    from tla.experiments.robustness import hard_sim_config
+    from tla.experiments.tables import ROBUSTNESS
     from tla.sim.config import SimConfig
 
     hard = hard_sim_config(SimConfig(), preset.hard_attempts)

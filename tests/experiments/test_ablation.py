@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tla.eval.ablation import (
+from tla.experiments.ablation import (
     DEFAULT_VARIANTS,
     PAPER_INPUT,
     TINY_PRESET,

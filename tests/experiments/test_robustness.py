@@ -6,8 +6,8 @@ import numpy as np
 
 from tla.config import to_dict
 from tla.eval.closed_loop import run_closed_loop, summarize
-from tla.eval.robustness import HARD, hard_sim_config, robust_configs
-from tla.eval.tables import HARD_ACTION_STD, ROBUSTNESS
+from tla.experiments.robustness import HARD, hard_sim_config, robust_configs
+from tla.experiments.tables import HARD_ACTION_STD, ROBUSTNESS
 from tla.policies.base import Prediction
 from tla.policies.oracle import OraclePolicy
 from tla.sim.config import SimConfig

@@ -25,7 +25,7 @@ import numpy as np
 from rich.console import Console
 
 from tla.eval.determinism import dumps as strict_dumps
-from tla.eval.reproduce import PRESETS, Stages
+from tla.experiments.reproduce import PRESETS, Stages
 from tla.runinfo import describe_hardware, hardware, run_metadata
 
 console = Console()

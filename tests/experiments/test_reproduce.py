@@ -66,7 +66,7 @@ def test_reproduce_smoke_writes_all_four_tables_and_resumes(tmp_path):
     assert typo.exit_code == 2 and "no meta/info.json" in typo.output and not (tmp_path / "no-such-data").exists()
 
     # tla ablate --reuse: the reproduce run's seed-0 SP-TLA and BC are the ablation's identical runs
-    from tla.eval.ablation import TINY_PRESET, AblationConfig, ablate
+    from tla.experiments.ablation import TINY_PRESET, AblationConfig, ablate
 
     abl = tmp_path / "abl"
     cfg = AblationConfig(data_preset="smoke", seeds=(0,), variants=tuple(TINY_PRESET.values()), tla_steps=4,
@@ -81,14 +81,14 @@ def test_reproduce_smoke_writes_all_four_tables_and_resumes(tmp_path):
             k: theirs[k] for k in ("gcr", "direction_x", "l1_rz_all")}
     assert res["rows"][TINY_PRESET["bc"]]["seeds"] == [0]
     # a run with another config (here: more steps) is not reused
-    from tla.eval.ablation import reusable_run
+    from tla.experiments.ablation import reusable_run
 
     assert not reusable_run(out / "runs" / "sp_tla", out / "data", "tla", 5,
                             ["train.batch_size=4", "train.val_fraction=0.1", "model.seed=0", "train.seed=0"])
 
 
 def test_a_folder_from_an_older_version_is_refused(tmp_path):
-    from tla.eval.reproduce import PRESETS, ReproduceError, check_same_settings, reproduce_settings
+    from tla.experiments.reproduce import PRESETS, ReproduceError, check_same_settings, reproduce_settings
 
     (tmp_path / "stages").mkdir()
     (tmp_path / "stages" / "data.json").write_text('{"seconds": 1}')

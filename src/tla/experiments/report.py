@@ -6,7 +6,7 @@ import json
 import math
 from pathlib import Path
 
-from tla.eval.tables import (
+from tla.experiments.tables import (
     MODELS,
     PAPER,
     PAPER_TABLE3_CLEARANCES,

@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from tla.config import apply_overrides, to_dict
-from tla.eval.tables import HARD_ACTION_STD, ROBUSTNESS
+from tla.experiments.tables import HARD_ACTION_STD, ROBUSTNESS
 from tla.sim.config import ErrorConfig, SimConfig
 
 HARD = "hard"  # the hard protocol's condition name in its records and summary rows
