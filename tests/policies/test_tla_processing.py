@@ -84,6 +84,7 @@ def test_tokenizer_deterministic_and_one_token_per_digit():
     assert a.decode(a(text)["input_ids"]) == text
 
 
+@settings(deadline=None)  # pure arithmetic; the default 200 ms deadline fails on a loaded host, not on a bug
 @given(st.tuples(*[st.floats(-3, 3, allow_nan=False)] * 3))
 def test_codec_round_trip(action):
     back = decode_action(encode_action(action))
