@@ -90,6 +90,7 @@ def test_command_line_choices_mirror_the_registries():
     from tla.data.config import PRESETS as DATA_PRESETS
     from tla.experiments.reproduce import PRESETS as REPRODUCE_PRESETS
     from tla.policies.registry import POLICIES
+    from tla.policies.tla.config import DECODES
     from tla.sim.modality import MODALITIES
 
     def args(t):
@@ -100,6 +101,7 @@ def test_command_line_choices_mirror_the_registries():
     assert args(config.ReproducePresetName) == set(REPRODUCE_PRESETS)
     assert args(config.ViewModality) == {*MODALITIES, "all"}
     assert args(config.ExportFormat) == set(EXPORT_FORMATS)
+    assert args(config.Decode) == set(DECODES)
 
 
 def test_the_robot_side_client_and_tla_sim_import_light():

@@ -282,6 +282,14 @@ def test_offline_metrics_do_not_depend_on_the_thread_count(tmp_path, sp_data, dp
     assert json.loads((tmp_path / "t2" / "run.json").read_text())["config"]["torch_threads"] == 1
 
 
+def test_decode_is_refused_for_a_policy_without_beams(tmp_path, sp_data, dp_run):
+    from tla.eval.offline import evaluate_offline
+
+    with pytest.raises(ValueError, match="decode='mean' applies to TLA runs only"):
+        evaluate_offline(dp_run, sp_data, "sp_test", tmp_path / "o", progress=False, decode="mean")
+    assert not (tmp_path / "o").exists()
+
+
 def _strict_json(text: str):
     def bare(name):
         raise AssertionError(f"bare {name} in JSON")

@@ -25,6 +25,7 @@ DataPresetName = Literal["paper", "tiny", "smoke"]
 ViewModality = Literal["rgb", "marker_flow", "depth", "all"]
 ExportFormat = Literal["messages", "trl", "llamafactory", "lerobot"]
 ExportStyle = Literal["llamafactory", "trl"]
+Decode = Literal["top", "mean"]  # tla.policies.tla.config.DECODES
 
 
 class ConfigError(ValueError):

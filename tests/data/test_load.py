@@ -28,6 +28,25 @@ def test_tactile_dataset_items(smoke_ds):
         ds[len(ds)]
 
 
+def test_field_modality_is_cached_whole_and_reads_the_same_in_any_order(smoke_ds, monkeypatch):
+    """Shuffled training read one parquet row group per sample (the 8-group cache missed); a field column
+    is small, so it is kept whole: each group is read once, and the items are the ones read in order."""
+    root = smoke_ds[0]
+    ds = TactileDataset(root, "mp_train", modality="marker_flow")
+    assert ds._cache_groups == len(ds._groups) != 8
+    reads = []
+    real = ds._group
+    monkeypatch.setattr(ds, "_group", lambda k: (reads.append(k) if k not in ds._cache else None) or real(k))
+    order = np.random.default_rng(0).permutation(len(ds))
+    shuffled = {int(i): ds[int(i)]["frames"] for i in np.concatenate([order, order])}
+    assert sorted(reads) == list(range(len(ds._groups)))  # every group read exactly once over two epochs
+    fresh = TactileDataset(root, "mp_train", modality="marker_flow")
+    assert all(np.array_equal(fresh[i]["frames"], shuffled[i]) for i in range(len(ds)))
+    assert TactileDataset(root, "mp_train")._cache_groups == 8  # camera images: a bounded cache
+    monkeypatch.setattr("tla.data.dataset.FIELD_CACHE_BYTES", 0)  # too large to keep whole: bounded too
+    assert TactileDataset(root, "mp_train", modality="marker_flow")._cache_groups == 8
+
+
 def test_torch_dataloader_batches(smoke_ds):
     import torch
 

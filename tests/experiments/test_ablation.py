@@ -24,30 +24,46 @@ def test_variants_go_from_the_paper_input_to_the_tiny_preset():
     paper = tla_preset("tiny", list(PAPER_INPUT))
     assert paper.modality == "rgb" and paper.preprocess.identity and not paper.model.position_table
     # the rows marked "tiny preset" are exactly the presets (overrides name every input setting)
-    policy, _, ov = VARIANTS[TINY_PRESET["tla"]]
+    policy, _, ov, decode = VARIANTS[TINY_PRESET["tla"]]
     assert policy == "tla" and tla_preset("tiny", list(ov)) == tla_preset("tiny")
-    policy, _, ov = VARIANTS[TINY_PRESET["bc"]]
+    assert decode == tla_preset("tiny").generate.decode == "mean"  # the decoding is the preset's, too
+    assert VARIANTS["SP-TLA paper input (rgb)"][3] == "top"  # the paper acts on the top beam
+    policy, _, ov, _ = VARIANTS[TINY_PRESET["bc"]]
     assert policy == "bc" and build_policy("bc", "tiny", list(ov)).config == BCConfig.preset_config("tiny")
-    keys = [k for k, *_ in runs(AblationConfig(seeds=(0, 1)))]
-    assert len(keys) == len(set(keys)) == 2 * len(DEFAULT_VARIANTS)
-    assert "tla_paper_input_s0" in keys and "bc_s1" in keys  # the run folders of earlier versions stay valid
+    all_runs = runs(AblationConfig(seeds=(0, 1)))
+    evals = [r.eval_key for r in all_runs]
+    assert len(evals) == len(set(evals)) == 2 * len(DEFAULT_VARIANTS)
+    assert "tla_paper_input_s0" in evals and "bc_s1" in evals  # the run folders of earlier versions stay valid
+    # a decoding row trains nothing of its own: it shares the run of its stem, with the same overrides
+    by_eval = {r.eval_key: r for r in all_runs}
+    top, mean = by_eval["tla_flow_table_s1"], by_eval["tla_flow_table_mean_s1"]
+    assert top.key == mean.key == "tla_flow_table_s1" and top.overrides == mean.overrides
+    assert len({r.key for r in all_runs}) == 2 * (len(DEFAULT_VARIANTS) - 2)
 
 
 @pytest.mark.slow
 def test_ablation_on_smoke_data_reports_every_seed_and_resumes(tmp_path):
-    cfg = AblationConfig(data_preset="smoke", seeds=(0, 1), variants=("SP-TLA paper input (rgb)", TINY_PRESET["tla"], "BC rgb"),
+    cfg = AblationConfig(data_preset="smoke", seeds=(0, 1), variants=(
+                             "SP-TLA paper input (rgb)", "SP-TLA paper input + mean of beams", TINY_PRESET["tla"], "BC rgb"),
                          tla_steps=3, bc_steps=3, episodes=2, clearance=2.0,
                          train_overrides=["train.batch_size=4", "train.val_fraction=0.1"])
     out = tmp_path / "abl"
     res = ablate(cfg, out)
-    assert set(res["rows"]) == {"SP-TLA paper input (rgb)", TINY_PRESET["tla"], "BC rgb"}
+    assert set(res["rows"]) == {"SP-TLA paper input (rgb)", "SP-TLA paper input + mean of beams", TINY_PRESET["tla"],
+                                "BC rgb"}
+    # the mean-of-beams row is the same trained run, evaluated by the other decoding (and recorded so)
+    assert not (out / "runs" / "tla_paper_input_mean_s0").exists()
+    assert not (out / "stages" / "train_tla_paper_input_mean_s0.json").exists()
+    for key, decode in (("tla_paper_input_s0", "top"), ("tla_paper_input_mean_s0", "mean")):
+        assert json.loads((out / "offline" / key / "metrics.json").read_text())["decode"] == decode
+        assert json.loads((out / "closed_loop" / key / "run.json").read_text())["config"]["decode"] == decode
     for row in res["rows"].values():
         assert row["seeds"] == [0, 1]
         d = row["direction_x"]
         assert d["min"] <= d["mean"] <= d["max"] and d["std"] is not None
     # the two seeds really are different runs
     seeds = res["rows"][TINY_PRESET["tla"]]["runs"]
-    cfg0, cfg1 = (json.loads((out / "runs" / r["run"] / "config.json").read_text()) for r in seeds)
+    cfg0, cfg1 = (json.loads((out / "runs" / r["train_run"] / "config.json").read_text()) for r in seeds)
     assert cfg0["policy_config"]["model"]["seed"] == 0 and cfg1["policy_config"]["model"]["seed"] == 1
     assert cfg0["train"]["seed"] == 0 and cfg1["train"]["seed"] == 1
     report = (out / "report.md").read_text()

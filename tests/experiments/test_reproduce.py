@@ -44,8 +44,8 @@ def test_reproduce_smoke_writes_all_four_tables_and_resumes(tmp_path):
         "bc_sp", "dp_sp", "sp_tla", "bc_mp", "dp_mp", "mp_tla"}
     # what each model reads is in the report, departures from the paper's input in bold
     assert results["budgets"]["sp_tla"]["input"] == {"modality": "marker_flow", "composite_size": 168,
-                                                     "preprocess": [], "position_table": True}
-    assert "| **marker_flow**, 168 px composite, **position table** |" in report
+                                                     "preprocess": [], "position_table": True, "decode": "mean"}
+    assert "| **marker_flow**, 168 px composite, **position table**, **mean of beams** |" in report
     assert "| **marker_flow**, 48x64 px |" in report
     assert "distinct answers (modal %)" in report
     assert "NaN" not in (out / "results.json").read_text()

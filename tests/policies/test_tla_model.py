@@ -1,6 +1,7 @@
 """TLA backbone: tiny determinism, LoRA placement, the 7B architecture on the meta device, inference."""
 
 import numpy as np
+import pytest
 import torch
 
 from tla.policies.base import Prediction
@@ -140,3 +141,45 @@ def test_pretrained_path_lora_round_trip(tmp_path):
     q = load_policy(tmp_path / "policy")
     o = obs(2)
     assert p.predict(o, ["square", "round"]).texts == q.predict(o, ["square", "round"]).texts
+
+
+def test_mean_action_weights_beams_by_probability_and_skips_unparsed():
+    from tla.policies.tla.policy import mean_action
+
+    nan = [np.nan] * 3
+    actions = np.array([
+        [[0.0, 1.0, -1.5], [0.4, 1.0, -0.5], nan],  # p = 0.6, 0.2, (unparsed) -> renormalised 0.75 / 0.25
+        [[1.0, 0.0, 0.0], nan, nan],  # one parsed beam: its action
+        [nan, nan, nan],  # nothing parsed: NaN (predict falls back to zeros and counts it)
+    ])
+    log_probs = np.log([[0.6, 0.2, 0.2], [0.1, 0.5, 0.4], [0.5, 0.3, 0.2]])
+    out = mean_action(actions, log_probs)
+    np.testing.assert_allclose(out[0], [0.1, 1.0, -1.25])
+    np.testing.assert_allclose(out[1], [1.0, 0.0, 0.0])
+    assert np.isnan(out[2]).all()
+    # very unlikely beams (log p ~ -1000) must not underflow to 0/0
+    np.testing.assert_allclose(mean_action(actions[:1, :2], np.array([[-1000.0, -1000.0 - np.log(3)]]))[0],
+                               [0.1, 1.0, -1.25])
+
+
+def test_decode_mean_with_one_beam_is_the_top_answer_and_mean_never_raises(monkeypatch):
+    p = TLAPolicy.build("tiny", ["generate.max_new_tokens=6"])
+    o, shapes = obs(2, seed=5), ["square", "round"]
+    top, mean = p.predict(o, shapes, num_beams=1, decode="top"), p.predict(o, shapes, num_beams=1, decode="mean")
+    assert top.texts == mean.texts and np.array_equal(top.actions, mean.actions)
+    pred = p.predict(o, shapes, num_beams=3, decode="mean")  # an untrained model: garbage, counted, no raise
+    assert pred.actions.shape == (2, 3) and pred.extras["parse_failures"] == int((~pred.parse_ok).sum())
+
+    # the aggregation on known beams: the text is the top beam's, the action the weighted mean
+    def beams(observations, shapes, n_beams, returned):
+        assert returned == n_beams == 2
+        texts = np.array([["[0, 100, -150]", "[40, 100, -50]"], ["oops", "[100, 0, 0]"]], dtype=object)
+        return texts, np.log([[0.75, 0.25], [0.9, 0.1]])
+
+    monkeypatch.setattr(p, "_generate", beams)
+    pred = p.predict(o, shapes, num_beams=2, decode="mean")
+    assert pred.texts == ["[0, 100, -150]", "oops"]
+    np.testing.assert_allclose(pred.actions, [[0.1, 1.0, -1.25], [1.0, 0.0, 0.0]])
+    assert pred.parse_ok.tolist() == [True, True]
+    with pytest.raises(ValueError, match="generate.decode"):
+        p.predict(o, shapes, decode="median")

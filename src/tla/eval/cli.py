@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from tla.config import Decode
 from tla.sim.geometry import SHAPES
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
@@ -31,13 +32,15 @@ def offline(
     json_out: bool = typer.Option(False, "--json", help="print the metrics as JSON"),
     threads: int = typer.Option(1, min=1, help="torch threads for the predictions (fixed: the metrics depend "
                                 "on it in the last bits; recorded in metrics.json)"),
+    decode: Decode = typer.Option(None, help="TLA runs: which action the beams give, top (the best beam) or "
+                                  "mean (their probability-weighted mean); default: the run's generate.decode"),
 ):
     """Tables I/II: GCR, L1 per axis (GCR samples and all), direction accuracy, one-step insertion,
     parse failures; Fig. 4 arrow plots."""
     from tla.eval.offline import GoalTolerance, evaluate_offline
 
     metrics = evaluate_offline(run, data, split, out, limit, batch_size, GoalTolerance(eta, eta_rz),
-                               progress=not json_out, threads=threads)
+                               progress=not json_out, threads=threads, decode=decode)
     if metrics["collapse"]["collapsed"]:
         from tla.policies.collapse import CollapseCheck
 
@@ -60,13 +63,15 @@ def closed_loop(
     workers: int = typer.Option(2),
     data: Path = typer.Option(None, help="dataset whose simulator config to use (default: the run's)"),
     json_out: bool = typer.Option(False, "--json"),
+    decode: Decode = typer.Option(None, help="TLA runs: act on the top beam or the mean of the beams "
+                                  "(default: the run's generate.decode)"),
 ):
     """Tables III/IV: success within the attempt budget (Wilson 95% CI) and mean steps."""
     from tla.eval.closed_loop import evaluate_closed_loop
     from tla.sim.cli import print_summary
 
     rows = evaluate_closed_loop(run, _csv(clearances, float), _csv(shapes), episodes, out, seed, workers, data,
-                                progress=not json_out)
+                                progress=not json_out, decode=decode)
     if json_out:
         print(json.dumps(rows))
     else:

@@ -82,10 +82,11 @@ def offline_metrics(actions, labels, errors, clearances, shapes, parse_ok=None,
 
 def evaluate_offline(run, data, split: str, out, limit: int = 0, batch_size: int = 16,
                      tol: GoalTolerance = GoalTolerance(), progress: bool = True,
-                     threads: int = EVAL_THREADS) -> dict:
+                     threads: int = EVAL_THREADS, decode: str | None = None) -> dict:
     """Score the trained `run` on `split` of `data` (read in the run's modality; its spec must match the
     run's): writes out/{metrics.json, predictions.jsonl, fig4.png, run metadata}; returns the metrics.
-    Predictions run on `threads` torch threads (the results depend on the count: it is recorded)."""
+    Predictions run on `threads` torch threads (the results depend on the count: it is recorded).
+    `decode` (TLA runs only): score with this `generate.decode` instead of the run's."""
     import json
     from pathlib import Path
 
@@ -101,6 +102,11 @@ def evaluate_offline(run, data, split: str, out, limit: int = 0, batch_size: int
 
     out = Path(out)
     policy = load_policy(run)
+    kwargs = {}
+    if decode is not None:
+        if getattr(policy, "name", "") != "tla":
+            raise ValueError(f"decode={decode!r} applies to TLA runs only; {run} is a {policy.name} run")
+        kwargs["decode"] = decode
     ds = TactileDataset(data, split, modality=policy_modality(policy))
     check_same_spec(policy.observation_spec, ds.observation_spec, f"{data} ({split})")
     geometry = from_dict(SimConfig, ds.sim_config).geometry
@@ -111,7 +117,8 @@ def evaluate_offline(run, data, split: str, out, limit: int = 0, batch_size: int
         task = bar.add_task("predict", total=n)
         for start in range(0, n, batch_size):
             items = [ds[i] for i in range(start, min(start + batch_size, n))]
-            pred = policy.predict(np.stack([it["frames"] for it in items]), [it["shape"] for it in items])
+            pred = policy.predict(np.stack([it["frames"] for it in items]), [it["shape"] for it in items],
+                                  **kwargs)
             actions.append(pred.actions)
             texts += pred.texts or [None] * len(items)
             ok.append(np.ones(len(items), bool) if pred.parse_ok is None else pred.parse_ok)
@@ -123,6 +130,8 @@ def evaluate_offline(run, data, split: str, out, limit: int = 0, batch_size: int
                               geometry.insert_area_tol)
     metrics.update(policy=getattr(policy, "name", "?"), run=str(run), data=str(data), split=split,
                    torch_threads=threads)
+    if getattr(policy, "name", "") == "tla":
+        metrics["decode"] = decode or policy.cfg.generate.decode
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(dumps(metrics, indent=2))  # NaN (no GCR sample) -> null
     with open(out / "predictions.jsonl", "w") as f:
@@ -131,5 +140,6 @@ def evaluate_offline(run, data, split: str, out, limit: int = 0, batch_size: int
                                 "label": np.round(lab, 4).tolist(), "error": np.round(e, 4).tolist(), "shape": s}) + "\n")
     arrow_plot(errors, actions, labels, out / "fig4.png", title=f"{metrics['policy']} on {split}", tol=tol)
     write_run_metadata(out, {"run": str(run), "data": str(data), "split": split, "limit": limit,
-                             "eta": tol.eta, "eta_rz": tol.eta_rz, "torch_threads": threads}, None)
+                             "eta": tol.eta, "eta_rz": tol.eta_rz, "torch_threads": threads,
+                             "decode": decode}, None)
     return metrics

@@ -1,8 +1,10 @@
 """`tla ablate`: what each departure from the paper's TLA input does, across seeds, beside BC.
 
 SP-TLA is trained on the single-peg split with the paper-faithful input (raw camera frames in the 3x3
-composite, no position table), then with each departure the tiny preset keeps (the marker-flow modality,
-the position table), alone and together, each for several seeds (model initialisation and data order).
+composite, no position table, acting on the top beam), then with each departure the tiny preset keeps (the
+marker-flow modality, the position table, the mean of the beams), alone and together, each for several
+seeds (model initialisation and data order). The decoding needs no training: its rows evaluate the runs of
+the row without it.
 BC trains on the same data with the same seeds, on both inputs. Every run is
 scored offline on sp_test (direction accuracy, GCR, L1) and in one closed-loop condition; the report gives
 the mean and the spread (sample standard deviation, min-max) over seeds, and flags collapsed runs.
@@ -30,30 +32,37 @@ from tla.runinfo import describe_hardware, hardware, run_metadata
 
 console = Console()
 
-# row name -> (policy, run key stem, overrides). Overrides are absolute (every input setting is named), so a
-# row means the same whatever the presets say; the stems of the first rows are those of earlier versions of
-# this table, so their finished runs stay valid (their inputs have not changed).
+# row name -> (policy, run key stem, training overrides, decode). Overrides are absolute (every input setting
+# is named), so a row means the same whatever the presets say; the stems of the first rows are those of
+# earlier versions of this table, so their finished runs stay valid (their inputs have not changed).
+# `decode` (TLA) is how the run's beams become an action when it is evaluated (`generate.decode`): it needs
+# no training, so the rows of one stem share their training runs and differ only in evaluation.
 RGB_PAPER = ("modality=rgb", "preprocess.demarker=false", "preprocess.contrast=false", "model.position_table=false")
 FLOW = ("modality=marker_flow", "preprocess.demarker=false", "preprocess.contrast=false")
-VARIANTS: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "SP-TLA paper input (rgb)": ("tla", "tla_paper_input", RGB_PAPER),
+FLOW_TABLE = (*FLOW, "model.position_table=true")
+VARIANTS: dict[str, tuple[str, str, tuple[str, ...], str | None]] = {
+    "SP-TLA paper input (rgb)": ("tla", "tla_paper_input", RGB_PAPER, "top"),
+    "SP-TLA paper input + mean of beams": ("tla", "tla_paper_input", RGB_PAPER, "mean"),
     "SP-TLA rgb + demarker + contrast": ("tla", "tla_demarker_contrast", (
-        "modality=rgb", "preprocess.demarker=true", "preprocess.contrast=true", "model.position_table=false")),
+        "modality=rgb", "preprocess.demarker=true", "preprocess.contrast=true", "model.position_table=false"), "top"),
     "SP-TLA rgb + position table": ("tla", "tla_position_table", (
-        "modality=rgb", "preprocess.demarker=false", "preprocess.contrast=false", "model.position_table=true")),
+        "modality=rgb", "preprocess.demarker=false", "preprocess.contrast=false", "model.position_table=true"), "top"),
     "SP-TLA rgb + both": ("tla", "tla_both_tiny_preset", (
-        "modality=rgb", "preprocess.demarker=true", "preprocess.contrast=true", "model.position_table=true")),
-    "SP-TLA marker flow": ("tla", "tla_marker_flow", (*FLOW, "model.position_table=false")),
-    "SP-TLA marker flow + position table (tiny preset)": ("tla", "tla_flow_table", (*FLOW, "model.position_table=true")),
-    "BC rgb": ("bc", "bc", ("modality=rgb",)),
-    "BC marker flow (tiny preset)": ("bc", "bc_flow", ("modality=marker_flow",)),
+        "modality=rgb", "preprocess.demarker=true", "preprocess.contrast=true", "model.position_table=true"), "top"),
+    "SP-TLA marker flow": ("tla", "tla_marker_flow", (*FLOW, "model.position_table=false"), "top"),
+    "SP-TLA marker flow + position table": ("tla", "tla_flow_table", FLOW_TABLE, "top"),
+    "SP-TLA marker flow + position table + mean of beams (tiny preset)": ("tla", "tla_flow_table", FLOW_TABLE, "mean"),
+    "BC rgb": ("bc", "bc", ("modality=rgb",), None),
+    "BC marker flow (tiny preset)": ("bc", "bc_flow", ("modality=marker_flow",), None),
 }
 PAPER_INPUT = VARIANTS["SP-TLA paper input (rgb)"][2]
-TINY_PRESET = {"tla": "SP-TLA marker flow + position table (tiny preset)", "bc": "BC marker flow (tiny preset)"}
+TINY_PRESET = {"tla": "SP-TLA marker flow + position table + mean of beams (tiny preset)",
+               "bc": "BC marker flow (tiny preset)"}
 # The default selection: the paper's input, each departure the tiny preset keeps, alone and together, and BC
 # on both inputs. The rgb preprocessing rows (the previous tiny preset) are selectable.
-DEFAULT_VARIANTS = ("SP-TLA paper input (rgb)", "SP-TLA rgb + position table", "SP-TLA marker flow",
-                    "SP-TLA marker flow + position table (tiny preset)", "BC rgb", "BC marker flow (tiny preset)")
+DEFAULT_VARIANTS = ("SP-TLA paper input (rgb)", "SP-TLA paper input + mean of beams", "SP-TLA rgb + position table",
+                    "SP-TLA marker flow", "SP-TLA marker flow + position table", TINY_PRESET["tla"], "BC rgb",
+                    TINY_PRESET["bc"])
 METRICS = ("direction_x", "direction_y", "direction_rz", "gcr", "l1_x_all", "l1_y_all", "l1_rz_all")
 
 
@@ -76,14 +85,28 @@ def _key(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name).strip("_").replace("__", "_")
 
 
-def runs(cfg: AblationConfig) -> list[tuple[str, str, str, int, list[str]]]:
-    """(run key, row name, policy, seed, overrides) of every training run, seed-major."""
+@dataclass(frozen=True)
+class AblationRun:
+    key: str  # the training run (runs/<key>), shared by the rows of one stem
+    eval_key: str  # its evaluation under this row's decoding (offline/<eval_key>, closed_loop/<eval_key>)
+    row: str
+    policy: str
+    seed: int
+    overrides: tuple[str, ...]
+    decode: str | None
+
+
+def runs(cfg: AblationConfig) -> list[AblationRun]:
+    """Every (row, seed) of the selection, seed-major; a top-beam row keeps the evaluation key of the
+    earlier versions (= its run key), a mean-of-beams row adds `_mean`."""
     out = []
     for seed in cfg.seeds:
         for v in cfg.variants:
-            policy, stem, ov = VARIANTS[v]
+            policy, stem, ov, decode = VARIANTS[v]
             seeds = [f"model.seed={seed}"] if policy == "tla" else [f"seed={seed}"]
-            out.append((f"{stem}_s{seed}", v, policy, seed, [*ov, *seeds, f"train.seed={seed}"]))
+            suffix = "_mean" if decode == "mean" else ""
+            out.append(AblationRun(f"{stem}_s{seed}", f"{stem}{suffix}_s{seed}", v, policy, seed,
+                                   (*ov, *seeds, f"train.seed={seed}"), decode))
     return out
 
 
@@ -153,24 +176,28 @@ def ablate(cfg: AblationConfig, out: Path, data: Path | None = None, reuse: Path
         return _finish(out, cfg, partial_ok=True)
     if not (data / "meta" / "info.json").exists():
         stages.run("data", lambda: build(with_seed(data_preset(cfg.data_preset), 0), data, workers=cfg.workers))
-    for key, name, policy, seed, ov in runs(cfg):
-        run_dir = out / "runs" / key
-        steps = cfg.bc_steps if policy == "bc" else cfg.tla_steps
-        overrides = [*cfg.train_overrides, *ov]
-        source = reuse / "runs" / ("bc_sp" if policy == "bc" else "sp_tla") if reuse and name == TINY_PRESET[policy] else None
-        if (source is not None and not (stages.dir / f"train_{key}.json").exists()
-                and reusable_run(source, data, policy, steps, overrides)):
+    tiny_stems = {p: VARIANTS[name][1] for p, name in TINY_PRESET.items()}
+    for r in runs(cfg):
+        run_dir = out / "runs" / r.key
+        steps = cfg.bc_steps if r.policy == "bc" else cfg.tla_steps
+        overrides = [*cfg.train_overrides, *r.overrides]
+        source = (reuse / "runs" / ("bc_sp" if r.policy == "bc" else "sp_tla")
+                  if reuse and r.key.startswith(tiny_stems[r.policy] + "_s") else None)
+        if (source is not None and not (stages.dir / f"train_{r.key}.json").exists()
+                and reusable_run(source, data, r.policy, steps, overrides)):
             shutil.copytree(source, run_dir, dirs_exist_ok=True)
-            (stages.dir / f"train_{key}.json").write_text(json.dumps({"seconds": 0.0, "reused_from": str(source)}))
-            console.print(f"[dim]{key}: reusing the identical run {source}[/dim]")
-        stages.run(f"train_{key}", partial(
-            train_run, data=data, out=run_dir, policy=policy, split="sp_train", preset="tiny",
+            (stages.dir / f"train_{r.key}.json").write_text(json.dumps({"seconds": 0.0, "reused_from": str(source)}))
+            console.print(f"[dim]{r.key}: reusing the identical run {source}[/dim]")
+        stages.run(f"train_{r.key}", partial(  # done once per key: the decoding rows of a stem share it
+            train_run, data=data, out=run_dir, policy=r.policy, split="sp_train", preset="tiny",
             max_steps=steps, resume=resumable(run_dir / "checkpoints"), overwrite=True, overrides=overrides))
-        stages.run(f"offline_{key}", partial(
-            evaluate_offline, run=run_dir, data=data, split="sp_test", out=out / "offline" / key, progress=False))
-        stages.run(f"closed_loop_{key}", partial(
+        stages.run(f"offline_{r.eval_key}", partial(
+            evaluate_offline, run=run_dir, data=data, split="sp_test", out=out / "offline" / r.eval_key,
+            progress=False, decode=r.decode))
+        stages.run(f"closed_loop_{r.eval_key}", partial(
             evaluate_closed_loop, run=run_dir, clearances=[cfg.clearance], shapes=[cfg.shape], episodes=cfg.episodes,
-            out=out / "closed_loop" / key, seed=0, workers=cfg.workers, data=data, progress=False))
+            out=out / "closed_loop" / r.eval_key, seed=0, workers=cfg.workers, data=data, progress=False,
+            decode=r.decode))
     return _finish(out, cfg)
 
 
@@ -187,7 +214,8 @@ def _clean(v):
 
 def collect(out: Path, cfg: AblationConfig, partial_ok: bool = False) -> dict:
     rows: dict[str, dict] = {}
-    for key, name, _, seed, _ in runs(cfg):
+    for run in runs(cfg):
+        key, name, seed = run.eval_key, run.row, run.seed
         finished = (out / "stages" / f"closed_loop_{key}.json").exists()
         if partial_ok and not finished:
             continue
@@ -195,8 +223,9 @@ def collect(out: Path, cfg: AblationConfig, partial_ok: bool = False) -> dict:
         cl = json.loads((out / "closed_loop" / key / "summary.json").read_text())[0]
         r = rows.setdefault(name, {"seeds": [], "runs": []})
         r["seeds"].append(seed)
-        stage = json.loads((out / "stages" / f"train_{key}.json").read_text())
-        r["runs"].append({"run": key, "seed": seed, "reused_from": stage.get("reused_from"),
+        stage = json.loads((out / "stages" / f"train_{run.key}.json").read_text())
+        r["runs"].append({"run": key, "train_run": run.key, "seed": seed, "reused_from": stage.get("reused_from"),
+                          "decode": run.decode,
                           **{k: _clean(m[k]) for k in METRICS},
                           "collapsed": m["collapse"]["collapsed"], "distinct_answers": m["collapse"]["distinct_answers"],
                           "success": cl["success"], "mean_steps": _clean(cl["mean_steps"])})
@@ -238,8 +267,11 @@ def write_report(out: Path, res: dict) -> Path:
         "The departures: `marker flow` (the `marker_flow` modality: the tracked marker displacement on a 12 x 16 "
         "grid per frame, rendered as images, instead of the camera frames), `position table` (a learned "
         "absolute 2D position per vision patch), and for rgb `demarker + contrast` (frames area-downsampled 4x "
-        "and back, which erases the markers; the sample's mean brightness removed and the rest stretched 3x). "
-        "`(tiny preset)` marks what `make demo` trains. Nothing was tuned on sp_test.",
+        "and back, which erases the markers; the sample's mean brightness removed and the rest stretched 3x), "
+        "and `mean of beams` (the action is the probability-weighted mean of the beams' actions, not the top "
+        "beam's; evaluation only: the same trained runs as the row without it). Rows without it act on the "
+        "top beam, as the paper does. `(tiny preset)` marks what `make demo` trains. Nothing was tuned on "
+        "sp_test (the decoding was chosen on the validation episodes of sp_train).",
         "",
         "| model | seeds | direction x % | direction y % | direction rz % | GCR % | L1 x / y / rz (all) | "
         f"closed loop {cfg['clearance']} mm success % | mean steps | collapsed runs |",

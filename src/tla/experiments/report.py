@@ -187,6 +187,8 @@ def describe_input(inp: dict | None) -> str:
         parts.append("**" + " + ".join(inp["preprocess"]) + "**")
     if inp.get("position_table"):
         parts.append("**position table**")
+    if inp.get("decode", "top") != "top":
+        parts.append(f"**{inp['decode']} of beams**")
     return ", ".join(parts)
 
 

@@ -242,7 +242,8 @@ def training_budget(run_dir: Path) -> dict:
 
 def model_input(policy_cfg: dict) -> dict:
     """What a model reads, from its resolved config: the modality and, where the policy has them, the
-    image size, composite size, frame preprocessing and position table (the paper: rgb, raw, no table)."""
+    image size, composite size, frame preprocessing, position table and answer decoding (the paper: rgb,
+    raw, no table, the top beam)."""
     out = {"modality": policy_cfg.get("modality", "rgb")}
     for key in ("image_size", "composite_size"):
         if key in policy_cfg:
@@ -255,6 +256,8 @@ def model_input(policy_cfg: dict) -> dict:
         out["preprocess"] = [k for k in ("demarker", "contrast") if pre.get(k)]
     if "model" in policy_cfg:
         out["position_table"] = bool(policy_cfg["model"].get("position_table"))
+    if "generate" in policy_cfg:  # TLA: which action the beams give (the paper: the top beam)
+        out["decode"] = policy_cfg["generate"].get("decode", "top")
     return out
 
 

@@ -6,7 +6,9 @@ The folder loads with `transformers.AutoModelForImageTextToText.from_pretrained(
   the adapter merged into the base), or `adapter_config.json` + `adapter_model.safetensors` naming the
   base checkpoint (LoRA runs without `merge`; transformers loads the base, then the adapter, through peft);
 - `generation_config.json`: the run's decoding (beam search, max new tokens, end token), so a plain
-  `model.generate(...)` decodes as the policy does;
+  `model.generate(...)` gives the policy's top beam (a run with `generate.decode=mean` acts on the
+  probability-weighted mean of all its beams' actions: `tla_config.json` says which, see
+  `tla.policies.tla.policy.mean_action`);
 - the tokenizer with the chat template, and the image processor (`preprocessor_config.json`);
 - `tla_config.json`: what turns images into actions outside the model: action scale, prompt template,
   composite size, frame preprocessing, observation spec the run was trained on;
@@ -155,6 +157,7 @@ def _tla_config(policy, cfg, table, merged: bool, base_ref: str | None) -> dict:
         "composite_size": cfg.composite_size,
         "modality": cfg.modality,
         "preprocess": to_dict(cfg.preprocess),
+        "decode": cfg.generate.decode,
         "observation": spec.to_dict() if spec is not None else None,
         "sim_config": policy.sim_config,
         "train_mode": cfg.model.train_mode,
@@ -285,7 +288,10 @@ def _card_body(name: str, t: dict, metric_rows: list[dict]) -> str:
          "tactile frames (left and right gel pads, 4 time steps) and answers the corrective action as text "
          f"`[dx, dy, drz]`, integers = round(dx mm, dy mm, drz deg x scale {t['action_scale']})."),
         "",
-        (f"Weights: {weights}. Decoding: `generation_config.json` (the run's beam search). Input: modality "
+        (f"Weights: {weights}. Decoding: `generation_config.json` (the run's beam search; action = "
+         + ("the top beam's" if t["decode"] == "top" else
+            "the probability-weighted mean of all returned beams' actions, `num_return_sequences=num_beams`")
+         + f"). Input: modality "
          f"`{t['modality']}`, composite {t['composite_size']} px; `tla_config.json` holds the prompt "
          "template, frame preprocessing, observation spec and action scale."),
         "",

@@ -59,6 +59,10 @@ class ModelConfig:
 @dataclass
 class GenerateConfig:
     num_beams: int = 3  # beam search as in the paper; 1 = greedy
+    # which action the beams give: "top" = the best beam's text (the paper); "mean" = the mean of every
+    # returned beam's action weighted by its probability (an estimate of the expected action, as a regression
+    # head gives; tla.policies.tla.policy.mean_action). The text reported is the top beam's either way.
+    decode: str = "top"
     max_new_tokens: int = 24  # '[-100, -100, -150]' + end token is < 20 tokens even with one token per digit
     batch_size: int = 16  # predict() splits larger batches into chunks of this size
 
@@ -85,6 +89,15 @@ class TLAConfig:
         return self.composite_size if self.layout == "composite" else self.frame_size
 
 
+DECODES = ("top", "mean")
+
+
+def check_decode(decode: str) -> str:
+    if decode not in DECODES:
+        raise ValueError(f"unknown generate.decode {decode!r}; choose one of {', '.join(DECODES)}")
+    return decode
+
+
 def tla_preset(preset: str = "tiny", overrides: list[str] | None = None) -> TLAConfig:
     """`tiny`: random-init small backbone, full training, 168 px composite (CPU: each 56 px cell is exactly
     4 x 4 patches, so no merged token straddles two frames; ~40% cheaper per step than 224 px at the same
@@ -92,11 +105,14 @@ def tla_preset(preset: str = "tiny", overrides: list[str] | None = None) -> TLAC
     the paper that make it learn at this scale (measured by `tla ablate`): it reads the `marker_flow`
     modality (the tracked marker displacement rendered as images; on raw camera frames the small model
     gives one constant answer, and x is only readable in the marker motion), and a learned position table
-    in the vision tower. The frame preprocessing (`preprocess.*`, for rgb) stays off.
+    in the vision tower. The frame preprocessing (`preprocess.*`, for rgb) stays off. It acts on the
+    probability-weighted mean of its beams' actions (`generate.decode=mean`, chosen on the validation
+    episodes of sp_train; the paper acts on the top beam).
     `paper`: pretrained Qwen2-VL-7B from `model.path`, LoRA, 616 px composite (1936 patches, 484 tokens),
     raw rgb frames, no position table: the paper's recipe."""
     if preset == "tiny":
-        cfg = TLAConfig(modality="marker_flow", composite_size=168, model=ModelConfig(position_table=True))
+        cfg = TLAConfig(modality="marker_flow", composite_size=168, model=ModelConfig(position_table=True),
+                        generate=GenerateConfig(decode="mean"))
     elif preset == "paper":
         cfg = TLAConfig(model=ModelConfig(preset="pretrained", train_mode="lora"), composite_size=616)
     else:
@@ -109,6 +125,7 @@ def tla_preset(preset: str = "tiny", overrides: list[str] | None = None) -> TLAC
             f"composite_size must be a multiple of 28 (patch 14 x merge 2), got {cfg.composite_size}"
         )
     check_layout(cfg.layout, cfg.image_size)
+    check_decode(cfg.generate.decode)
     if cfg.model.preset == "pretrained" and not cfg.model.path:
         raise ValueError(
             "the pretrained backbone needs model.path=/local/Qwen2-VL-7B-Instruct (nothing is downloaded)"

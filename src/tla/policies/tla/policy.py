@@ -108,12 +108,21 @@ class TLAPolicy(TrainablePolicy):
     # --- inference ---
     @torch.no_grad()
     def generate_text(self, observations, shapes: list[str], num_beams: int | None = None) -> list[str]:
+        """The top beam's answer text per observation."""
+        beams = self.cfg.generate.num_beams if num_beams is None else num_beams
+        return self._generate(observations, shapes, beams, 1)[0][:, 0].tolist()
+
+    @torch.no_grad()
+    def _generate(self, observations, shapes: list[str], beams: int, returned: int):
+        """Beam search; the `returned` best beams per observation: texts (B, returned) and their total
+        log-probabilities (B, returned) (length_penalty 0, so the score of a beam is its probability)."""
         g = self.cfg.generate
-        beams = g.num_beams if num_beams is None else num_beams
         batch = self.processor.batch(observations, shapes)
         dev, dtype = self.device, next(self.model.parameters()).dtype
         batch = {k: v.to(dev) for k, v in batch.items()}
         batch["pixel_values"] = batch["pixel_values"].to(dtype)
+        extra = {} if returned == 1 else {"num_return_sequences": returned, "length_penalty": 0.0,
+                                          "output_scores": True, "return_dict_in_generate": True}
         out = self.model.generate(
             **batch,
             max_new_tokens=g.max_new_tokens,
@@ -122,34 +131,50 @@ class TLAPolicy(TrainablePolicy):
             early_stopping=beams > 1,
             pad_token_id=self.processor.pad_id,
             eos_token_id=self.processor.im_end_id,
+            **extra,
         )
-        return self.tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+        sequences = out if returned == 1 else out.sequences
+        answers = sequences[:, batch["input_ids"].shape[1] :]
+        texts = self.tokenizer.batch_decode(answers, skip_special_tokens=True)
+        scores = np.zeros(len(texts)) if returned == 1 else out.sequences_scores.float().cpu().numpy()
+        return np.array(texts, dtype=object).reshape(-1, returned), scores.reshape(-1, returned)
 
     def predict(
-        self, observations: np.ndarray, shapes: list[str], num_beams: int | None = None
+        self, observations: np.ndarray, shapes: list[str], num_beams: int | None = None,
+        decode: str | None = None,
     ) -> Prediction:
+        """observations (B, 8, H, W, 3) uint8 (or one (8, H, W, 3)), shapes B names -> Prediction: actions
+        (B, 3) by `decode` (default: the run's `generate.decode`), texts = the top beam's answers."""
+        from tla.policies.tla.config import check_decode
+
         observations = np.asarray(observations)
         if observations.ndim == 4:
             observations = observations[None]
         if len(shapes) != len(observations):
             raise ValueError(f"{len(observations)} observations but {len(shapes)} shapes")
+        beams = self.cfg.generate.num_beams if num_beams is None else num_beams
+        decode = check_decode(self.cfg.generate.decode if decode is None else decode)
+        returned = beams if decode == "mean" else 1
         was_training = self.model.training
         self.model.eval()
-        texts: list[str] = []
+        texts, scores = [], []
         n = self.cfg.generate.batch_size
         try:
             for i in range(0, len(observations), n):
-                texts += self.generate_text(observations[i : i + n], list(shapes[i : i + n]), num_beams)
+                t, s = self._generate(observations[i : i + n], list(shapes[i : i + n]), beams, returned)
+                texts.append(t)
+                scores.append(s)
         finally:
             self.model.train(was_training)
-        actions = np.zeros((len(texts), 3))
-        ok = np.zeros(len(texts), dtype=bool)
-        for i, t in enumerate(texts):
-            a = decode_action(t, self.cfg.scale)
-            ok[i] = a is not None
-            actions[i] = a if a is not None else FALLBACK_ACTION
+        texts, scores = np.concatenate(texts), np.concatenate(scores)
+        parsed = np.array([[_parse(t, self.cfg.scale) for t in row] for row in texts])
+        parsed = parsed.reshape(*texts.shape, 3)
+        actions = mean_action(parsed, scores)
+        ok = np.isfinite(actions).all(axis=1)
+        actions[~ok] = FALLBACK_ACTION
         return Prediction(
-            actions=actions, texts=texts, parse_ok=ok, extras={"parse_failures": int((~ok).sum())}
+            actions=actions, texts=[str(t) for t in texts[:, 0]], parse_ok=ok,
+            extras={"parse_failures": int((~ok).sum())},
         )
 
     # --- persistence ---
@@ -209,6 +234,31 @@ class TLAPolicy(TrainablePolicy):
             with torch.no_grad():
                 policy.position_table.weight.copy_(load_file(f)["weight"])
         return policy
+
+
+def _parse(text: str, scale) -> np.ndarray:
+    a = decode_action(text, scale)
+    return np.full(3, np.nan) if a is None else a
+
+
+def mean_action(actions: np.ndarray, log_probs: np.ndarray) -> np.ndarray:
+    """actions (B, K, 3) of K beams (NaN rows: answers that did not parse), log_probs (B, K) -> (B, 3): the
+    probability-weighted mean of the parsed beams' actions (renormalised over them); NaN where none parsed.
+    With K = 1 it is the top beam's action.
+
+    Why: the top beam is the mode of the answer distribution. Where the model is torn between "0" and a
+    small move (an error just beyond the c/2 band), the mode is often "0" although the expected move is
+    small and in the right direction; the mean is what a regression head (BC) predicts."""
+    actions = np.asarray(actions, dtype=float)
+    log_probs = np.asarray(log_probs, dtype=float)
+    parsed = np.isfinite(actions).all(axis=-1)
+    logits = np.where(parsed, log_probs, -np.inf)
+    top = logits.max(axis=1, keepdims=True)
+    weights = np.where(parsed, np.exp(logits - np.where(np.isfinite(top), top, 0.0)), 0.0)
+    total = weights.sum(axis=1, keepdims=True)
+    mean = (weights[..., None] * np.nan_to_num(actions)).sum(axis=1) / np.where(total > 0, total, 1.0)
+    mean[total[:, 0] == 0] = np.nan
+    return mean
 
 
 def _new_tokenizer(cfg: TLAConfig):
