@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -e ".[dev]" "$(TORCH)"
+	$(PY) -m pip install --quiet -e ".[full,dev]" "$(TORCH)"
 	touch $(STAMP)
 
 test: $(STAMP)

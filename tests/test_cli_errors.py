@@ -104,6 +104,59 @@ def test_command_line_choices_mirror_the_registries():
     assert args(config.Decode) == set(DECODES)
 
 
+def test_the_client_imports_only_what_the_base_install_provides():
+    """`pip install "tla[client]"` (the base) must be enough for `import tla.client`: every third-party
+    module it loads comes from a base dependency or something a base dependency requires."""
+    import re
+    import subprocess
+    import tomllib
+    from importlib import metadata
+    from pathlib import Path
+
+    def loaded_by(statement: str) -> set[str]:
+        code = (f"import sys; before = set(sys.modules); {statement}; "
+                "print(' '.join(sorted({m.split('.')[0] for m in set(sys.modules) - before})))")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        return set(out.split())
+
+    # what the base dependencies load themselves (httpx imports click / rich when they happen to be there)
+    own = loaded_by("import numpy, cv2, httpx")
+    third_party = [m for m in sorted(loaded_by("import tla.client") - own)
+                   if m not in sys.stdlib_module_names and m != "tla" and not m.startswith("_")]
+    owners = metadata.packages_distributions()
+
+    def name(req: str) -> str:
+        return re.split(r"[<>=!~;\[ ]", req, maxsplit=1)[0].strip().lower().replace("_", "-")
+
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    allowed, todo = set(), [name(r) for r in pyproject["project"]["dependencies"]]
+    while todo:  # the base dependencies and everything they require (no extras)
+        dist = todo.pop()
+        if dist in allowed:
+            continue
+        allowed.add(dist)
+        try:
+            todo += [name(r) for r in (metadata.requires(dist) or []) if "extra ==" not in r]
+        except metadata.PackageNotFoundError:  # a requirement for other Pythons (exceptiongroup on 3.10)
+            continue
+    stray = {m: owners.get(m) for m in third_party
+             if not {d.lower().replace("_", "-") for d in owners.get(m, [m])} & allowed}
+    assert not stray, f"tla.client loads modules the base install lacks: {stray}"
+    assert {"numpy", "cv2", "httpx"} <= own
+
+
+def test_the_tla_command_without_the_full_install_says_what_to_install(monkeypatch, capsys):
+    import pytest
+
+    from tla import entry
+
+    monkeypatch.setitem(sys.modules, "tla.cli", None)  # as if typer / torch were not installed
+    with pytest.raises(SystemExit) as exit_:
+        entry.main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and 'pip install "tla[full]"' in err
+
+
 def test_the_robot_side_client_and_tla_sim_import_light():
     """`tla.client` runs on a robot computer: it must not pull in the simulator's numba / scipy / shapely /
     gymnasium (nor torch); `import tla.sim` stays cheap and registers the env only with `tla.sim.env`."""
