@@ -18,6 +18,7 @@ LAYERS = [  # a package may import its own layer and the ones before it
     {"experiments", "client"},  # the client replays the evaluator's episodes against a server
     {"serve"},
     {"cli"},
+    {"entry"},  # the console script: imports the command line, or says which install it needs
 ]
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 

@@ -90,3 +90,23 @@ def test_center_label_mode_moves_toward_zero():
 def test_labels_vectorise():
     E = np.array([[2.0, -2.0, 3.0], [0.7, -0.2, 0.0]])
     np.testing.assert_allclose(action_label(E, 2.0), [[-1.0, 1.0, -1.5], [0.0, 0.0, 0.0]])
+
+
+def test_one_colliding_start_rule_for_the_env_and_the_build():
+    """Env reset and dataset build draw the start error with the same helper: the first draw that collides."""
+    import numpy as np
+    import pytest
+
+    from tla.sim.config import ErrorConfig
+    from tla.sim.geometry import inserts
+    from tla.sim.labels import draw_colliding_error, sample_initial_error
+
+    cfg = ErrorConfig()
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    error = draw_colliding_error(rng_a, cfg, lambda e: not inserts("square", 2.0, e), what="square, 2.0 mm")
+    draws = [sample_initial_error(rng_b, cfg) for _ in range(50)]
+    first = next(d for d in draws if not inserts("square", 2.0, d))
+    assert np.array_equal(error, first)
+    with pytest.raises(ValueError, match=r"no colliding start in 20 draws \(square, 2.0 mm\).*widen `errors`"):
+        draw_colliding_error(np.random.default_rng(0), ErrorConfig(ex=0.01, ey=0.01, erz=0.01),
+                             lambda e: not inserts("square", 2.0, e), tries=20, what="square, 2.0 mm")

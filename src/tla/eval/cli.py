@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from tla.config import Decode
+from tla.eval.offline import GoalTolerance
 from tla.sim.geometry import SHAPES
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
@@ -27,8 +28,8 @@ def offline(
     out: Path = typer.Option(..., help="output folder: metrics.json, predictions.jsonl, fig4.png"),
     limit: int = typer.Option(0, help="first N samples only (0 = all)"),
     batch_size: int = typer.Option(16),
-    eta: float = typer.Option(0.1, help="GCR tolerance beyond c/2 (mm)"),
-    eta_rz: float = typer.Option(0.5, help="GCR rotation tolerance (deg)"),
+    eta: float = typer.Option(GoalTolerance.eta, help="GCR tolerance beyond c/2 (mm)"),
+    eta_rz: float = typer.Option(GoalTolerance.eta_rz, help="GCR rotation tolerance (deg)"),
     json_out: bool = typer.Option(False, "--json", help="print the metrics as JSON"),
     threads: int = typer.Option(1, min=1, help="torch threads for the predictions (fixed: the metrics depend "
                                 "on it in the last bits; recorded in metrics.json)"),

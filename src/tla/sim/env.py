@@ -32,7 +32,7 @@ from gymnasium import spaces
 from tla.sim import geometry as geo
 from tla.sim.compose import make_composite
 from tla.sim.config import SimConfig
-from tla.sim.labels import action_label, sample_initial_error
+from tla.sim.labels import action_label, draw_colliding_error
 from tla.sim.modality import check_modality
 from tla.sim.modality import observe as observe_modality
 from tla.sim.observation import ObservationSpec
@@ -151,12 +151,8 @@ class PegInHoleEnv(gym.Env):
         if error is not None:  # a given start (it must collide)
             self._error = error.copy()
         else:
-            for _ in range(10_000):
-                self._error = sample_initial_error(self.np_random, self.cfg.errors)
-                if self._collides(self._error):
-                    break
-            else:  # pragma: no cover - only with a clearance far larger than the error ranges
-                raise RuntimeError("no colliding start found: the clearance exceeds the misalignment ranges")
+            self._error = draw_colliding_error(self.np_random, self.cfg.errors, self._collides,
+                                               what=f"{shape}, clearance {clearance} mm")
         self._attempts = 0
         inserted = self._attempt()
         assert not inserted

@@ -7,6 +7,8 @@ default) moves every axis toward zero error with the same caps.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from tla.sim.config import ErrorConfig, LabelConfig
@@ -38,3 +40,15 @@ def sample_initial_error(rng: np.random.Generator, cfg: ErrorConfig = ErrorConfi
     """ex, ey ~ U[-ex, ex] mm, erz ~ U[-erz, erz] degrees."""
     lim = np.array([cfg.ex, cfg.ey, cfg.erz])
     return rng.uniform(-lim, lim)
+
+
+def draw_colliding_error(rng: np.random.Generator, cfg: ErrorConfig, collides: Callable[[np.ndarray], bool],
+                         tries: int = 10_000, what: str = "") -> np.ndarray:
+    """The first initial error (`sample_initial_error`) whose attempt collides, so every episode starts in
+    contact and gives at least one sample: the one rule of the env's reset and the dataset build."""
+    for _ in range(tries):
+        error = sample_initial_error(rng, cfg)
+        if collides(error):
+            return error
+    raise ValueError(f"no colliding start in {tries} draws{f' ({what})' if what else ''}: the clearance exceeds "
+                     f"the misalignment ranges ({cfg.ex} mm, {cfg.ey} mm, {cfg.erz} deg); widen `errors`")
