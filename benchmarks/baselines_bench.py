@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tla.policies.base import make_batch
 from tla.policies.bc import BCConfig, BCPolicy
 from tla.policies.dp import DPConfig, DPPolicy
 
@@ -42,11 +43,12 @@ def train_rate(policy, items, steps: int, reps: int) -> float:
 
 
 def latency_ms(policy, obs: np.ndarray, reps: int) -> float:
-    policy.predict(obs, ["square"])  # warm-up
+    batch = make_batch(obs, ["square"])
+    policy.predict(batch)  # warm-up
     times = []
     for _ in range(reps):
         t = time.perf_counter()
-        policy.predict(obs, ["square"])
+        policy.predict(batch)
         times.append(time.perf_counter() - t)
     return 1e3 * statistics.median(times)
 

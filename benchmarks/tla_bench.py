@@ -19,6 +19,7 @@ import time
 import numpy as np
 import torch
 
+from tla.policies.base import make_batch
 from tla.policies.tla import TLAPolicy
 from tla.train.synthetic import SyntheticTactile
 
@@ -56,14 +57,14 @@ def main() -> None:
     med_step = statistics.median(warm)
 
     obs = [ds[i]["frames"][None] for i in range(args.reps)]
-    shapes = [[ds[i]["shape"]] for i in range(args.reps)]
+    batches = [make_batch(o, [ds[i]["shape"]]) for i, o in enumerate(obs)]
     latency, tokens, parse = {}, {}, {}
     for name, beams in (("greedy", 1), ("beam3", 3), ("beam5", 5)):
-        policy.predict(obs[0], shapes[0], num_beams=beams)  # warm-up
+        policy.predict(batches[0], num_beams=beams)  # warm-up
         times, lens, oks = [], [], []
-        for o, s in zip(obs, shapes):
+        for batch in batches:
             t0 = time.perf_counter()
-            pred = policy.predict(o, s, num_beams=beams)
+            pred = policy.predict(batch, num_beams=beams)
             times.append(time.perf_counter() - t0)
             lens.append(len(policy.tokenizer(pred.texts[0])["input_ids"]))
             oks.append(bool(pred.parse_ok[0]))
@@ -72,7 +73,7 @@ def main() -> None:
         parse[name] = float(np.mean(oks))
     b8 = np.concatenate(obs[:8] if len(obs) >= 8 else obs * 8)[:8]
     t0 = time.perf_counter()
-    policy.predict(b8, ["square"] * 8, num_beams=3)
+    policy.predict(make_batch(b8, ["square"] * 8), num_beams=3)
     batch8 = 1000 * (time.perf_counter() - t0) / 8
 
     trainable, total = policy.parameter_counts()

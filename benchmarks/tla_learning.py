@@ -1,5 +1,6 @@
 """Does the tiny TLA learn? Train it for a fixed budget on the tiny single-peg split, score sp_test, and
-print JSON: direction accuracy per axis, GCR, L1, the collapse check, and the same metrics for the best
+print JSON: direction accuracy per axis, GCR, L1 (with the run's decoding and with the other one), the
+collapse check, and the same metrics for the best
 constant answer (the training labels' per-axis median) so "learned" means "beats a constant".
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/tla_learning.py --out /tmp/tla_learning \
@@ -50,6 +51,9 @@ def main() -> None:
     train_s = time.time() - t0
     evaluate_offline(run, data, "sp_test", args.out / "offline", progress=False)
     m = json.loads((args.out / "offline" / "metrics.json").read_text())
+    other = "top" if m["decode"] == "mean" else "mean"  # the same run under the other decoding
+    evaluate_offline(run, data, "sp_test", args.out / f"offline_{other}", progress=False, decode=other)
+    m_other = json.loads((args.out / f"offline_{other}" / "metrics.json").read_text())
 
     train_ds, test_ds = TactileDataset(data, "sp_train"), TactileDataset(data, "sp_test")
     const = np.median(np.asarray(train_ds.actions), axis=0)
@@ -60,7 +64,8 @@ def main() -> None:
     keys = ("direction_x", "direction_y", "direction_rz", "gcr", "l1_x_all", "l1_y_all", "l1_rz_all")
     print(json.dumps({
         "benchmark": "tla_learning", "steps": steps, "seed": args.seed, "overrides": args.overrides,
-        "train_seconds": round(train_s, 1), "tla": {k: m[k] for k in keys}, "collapse": m["collapse"],
+        "train_seconds": round(train_s, 1), "decode": m["decode"], "tla": {k: m[k] for k in keys},
+        f"tla_decode_{other}": {k: m_other[k] for k in keys}, "collapse": m["collapse"],
         "constant_answer": {"action": const.round(4).tolist(), **{k: c[k] for k in keys}},
         "beats_constant": {k: m[k] > c[k] for k in ("direction_x", "direction_y", "direction_rz")},
     }, indent=2))

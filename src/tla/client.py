@@ -12,7 +12,7 @@ import cv2
 import httpx
 import numpy as np
 
-from tla.policies.base import Prediction
+from tla.policies.base import OBSERVATION, SHAPE, Prediction, check_batch
 from tla.sim.compose import check_frames
 
 
@@ -77,13 +77,17 @@ class PolicyClient:
 class RemotePolicy:
     """A `Policy` whose predictions come from the server: drop-in for `run_episode` / the evaluators."""
 
+    input_features = (OBSERVATION, SHAPE)  # what a request carries
+
     def __init__(self, client: PolicyClient):
         self.client = client
         self.name = client.info()["policy"]
         self.latencies_ms: list[float] = []
 
-    def predict(self, observations: np.ndarray, shapes: list[str]) -> Prediction:
-        answers = [self.client.act(obs, shape) for obs, shape in zip(observations, shapes)]
+    def predict(self, batch: dict) -> Prediction:
+        """batch: `observation` uint8 (B, 8, H, W, 3), `shape` B names; one request per row."""
+        batch = check_batch(self, batch)
+        answers = [self.client.act(obs, shape) for obs, shape in zip(batch[OBSERVATION], batch[SHAPE])]
         self.latencies_ms += [a["latency_ms"] for a in answers]
         texts = [a["text"] for a in answers]
         return Prediction(actions=np.array([a["action_list"] for a in answers], dtype=np.float64),

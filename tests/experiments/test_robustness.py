@@ -8,7 +8,7 @@ from tla.config import to_dict
 from tla.eval.closed_loop import run_closed_loop, summarize
 from tla.experiments.robustness import HARD, hard_sim_config, robust_configs
 from tla.experiments.tables import HARD_ACTION_STD, ROBUSTNESS
-from tla.policies.base import Prediction
+from tla.policies.base import OBSERVATION, SHAPE, Prediction
 from tla.policies.oracle import OraclePolicy
 from tla.sim.config import SimConfig
 
@@ -17,9 +17,10 @@ class Zero:
     """Never moves: every episode runs until the attempts are spent."""
 
     name = "zero"
+    input_features = (OBSERVATION, SHAPE)
 
-    def predict(self, observations, shapes):
-        return Prediction(actions=np.zeros((len(shapes), 3)))
+    def predict(self, batch):
+        return Prediction(actions=np.zeros((len(batch[SHAPE]), 3)))
 
 
 def test_hard_protocol_truncates_at_the_configured_attempts():

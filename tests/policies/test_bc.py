@@ -6,7 +6,7 @@ import torch
 from transformers import ResNetConfig, ResNetModel
 
 from tla.config import apply_overrides
-from tla.policies.base import Prediction, TrainablePolicy
+from tla.policies.base import Prediction, TrainablePolicy, make_batch
 from tla.policies.bc import BCConfig, BCPolicy
 from tla.policies.bc.model import BCNet
 from scaffold import synthetic_items, train_steps
@@ -39,13 +39,14 @@ def test_predict_shapes_units_and_determinism(items):
     assert isinstance(policy, TrainablePolicy)
     policy.fit_normalizer(items)
     obs, _ = _obs(items[:5])
-    pred = policy.predict(obs, ["square"] * 5)
+    pred = policy.predict(make_batch(obs, ["square"] * 5))
     assert isinstance(pred, Prediction) and pred.actions.shape == (5, 3) and pred.actions.dtype == np.float32
     assert np.isfinite(pred.actions).all() and pred.texts is None
-    np.testing.assert_array_equal(pred.actions, policy.predict(obs, ["square"] * 5).actions)
-    np.testing.assert_allclose(policy.predict(obs[2:3], ["square"]).actions[0], pred.actions[2], atol=1e-5)
-    with pytest.raises(ValueError):
-        policy.predict(obs[:, :4], ["square"] * 5)
+    np.testing.assert_array_equal(pred.actions, policy.predict(make_batch(obs, ["square"] * 5)).actions)
+    one = policy.predict(make_batch(obs[2], "square")).actions[0]  # one observation, one shape
+    np.testing.assert_allclose(one, pred.actions[2], atol=1e-5)
+    with pytest.raises(ValueError, match=r"'observation' uint8 \(B, 8, H, W, 3\).*got shape \(5, 4,"):
+        policy.predict(make_batch(obs[:, :4], ["square"] * 5))
 
 
 def test_normalizer_and_composite_input(items):
@@ -55,14 +56,14 @@ def test_normalizer_and_composite_input(items):
     np.testing.assert_allclose(policy.normalizer.shift, acts.mean(0), atol=1e-5)
     batch = policy.collate(items[:2])
     assert batch["obs"].shape == (2, 3, 48, 64) and batch["obs"].abs().max() <= 1
-    assert policy.predict(_obs(items[:2])[0], ["square"] * 2).actions.shape == (2, 3)
+    assert policy.predict(make_batch(_obs(items[:2])[0], ["square"] * 2)).actions.shape == (2, 3)
 
 
 def test_overfits_small_batch(items, trained):
     policy, losses = trained
     assert np.mean(losses[-10:]) < 0.15 * np.mean(losses[:3])
     obs, y = _obs(items)
-    err = np.abs(policy.predict(obs, ["square"] * len(items)).actions - y)
+    err = np.abs(policy.predict(make_batch(obs, ["square"] * len(items))).actions - y)
     assert err.mean() < 0.1, err.mean(0)  # mm / deg, labels span +-1 mm, +-1.5 deg
 
 
@@ -72,9 +73,8 @@ def test_save_load_identical(tmp_path, items, trained):
     loaded = BCPolicy.load(tmp_path / "bc")
     assert loaded.config == policy.config
     obs, _ = _obs(items)
-    np.testing.assert_array_equal(
-        loaded.predict(obs, ["square"] * 16).actions, policy.predict(obs, ["square"] * 16).actions
-    )
+    batch = make_batch(obs, ["square"] * 16)
+    np.testing.assert_array_equal(loaded.predict(batch).actions, policy.predict(batch).actions)
 
 
 def test_presets_and_overrides():
@@ -114,6 +114,5 @@ def test_shared_trainer_and_registry(tmp_path):
     loaded = load_policy(tmp_path / "run")
     assert isinstance(loaded, BCPolicy) and loaded.config.image_size == (24, 32)
     obs = np.stack([ds[i]["frames"] for i in range(4)])
-    np.testing.assert_array_equal(
-        loaded.predict(obs, ["square"] * 4).actions, policy.predict(obs, ["square"] * 4).actions
-    )
+    batch = make_batch(obs, ["square"] * 4)
+    np.testing.assert_array_equal(loaded.predict(batch).actions, policy.predict(batch).actions)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from tla.config import apply_overrides
-from tla.policies.base import Prediction
+from tla.policies.base import Prediction, make_batch
 from scaffold import synthetic_items, train_steps
 from tla.policies.dp import DPConfig, DPPolicy
 from tla.policies.dp.model import DiffusionNet
@@ -40,7 +40,7 @@ def test_predict_shapes_units_and_seeded_samplers(items):
     for sampler in ("ddim", "ddpm"):
         policy = DPPolicy(CFG.replace(sampler=sampler))
         policy.fit_normalizer(items)
-        pred = policy.predict(obs, ["square"] * len(items))
+        pred = policy.predict(make_batch(obs, ["square"] * len(items)))
         assert (
             isinstance(pred, Prediction) and pred.actions.shape == (4, 3) and pred.actions.dtype == np.float32
         )
@@ -51,19 +51,19 @@ def test_predict_shapes_units_and_seeded_samplers(items):
         assert np.all(pred.actions >= lo - 1e-4) and np.all(
             pred.actions <= hi + 1e-4
         )  # clip_sample: data range
-        np.testing.assert_array_equal(pred.actions, policy.predict(obs, ["square"] * 4).actions)
+        np.testing.assert_array_equal(pred.actions, policy.predict(make_batch(obs, ["square"] * 4)).actions)
         other = DPPolicy(CFG.replace(sampler=sampler, seed=1))
         other.model.load_state_dict(policy.model.state_dict())
         other.ema.model.load_state_dict(policy.ema.model.state_dict())
         other.normalizer = policy.normalizer
-        assert not np.allclose(other.predict(obs, ["square"] * 4).actions, pred.actions)
+        assert not np.allclose(other.predict(make_batch(obs, ["square"] * 4)).actions, pred.actions)
 
 
 def test_overfits_small_batch(items, trained):
     policy, losses = trained
     assert np.mean(losses[-20:]) < 0.4 * np.mean(losses[:5])
     obs, y = _obs(items)
-    err = np.abs(policy.predict(obs, ["square"] * 4).actions - y).mean()
+    err = np.abs(policy.predict(make_batch(obs, ["square"] * 4)).actions - y).mean()
     print(f"DP overfit: loss {np.mean(losses[:5]):.3f} -> {np.mean(losses[-20:]):.3f}, |a - a*| = {err:.3f}")
     assert err < 0.3  # mm / deg; labels span +-1 mm, +-1.5 deg (a random guess is ~0.8)
 
@@ -77,7 +77,7 @@ def test_predict_uses_ema_weights(items, trained):
     x = policy.collate(items)["obs"]
     ema_actions = policy.normalizer.unnormalize(policy.sample(policy.ema.model, x)[:, 0]).numpy()
     raw_actions = policy.normalizer.unnormalize(policy.sample(policy.model.eval(), x)[:, 0]).numpy()
-    pred = policy.predict(obs, ["square"] * 4).actions
+    pred = policy.predict(make_batch(obs, ["square"] * 4)).actions
     np.testing.assert_allclose(pred, ema_actions, atol=1e-6)
     assert not np.allclose(pred, raw_actions, atol=1e-4)
 
@@ -88,9 +88,8 @@ def test_save_load_identical(tmp_path, items, trained):
     loaded = DPPolicy.load(tmp_path / "dp")
     assert loaded.config == policy.config and loaded.ema.step == policy.ema.step
     obs, _ = _obs(items)
-    np.testing.assert_array_equal(
-        loaded.predict(obs, ["square"] * 4).actions, policy.predict(obs, ["square"] * 4).actions
-    )
+    batch = make_batch(obs, ["square"] * 4)
+    np.testing.assert_array_equal(loaded.predict(batch).actions, policy.predict(batch).actions)
 
 
 def test_shared_trainer_resume_is_exact_and_reloads(tmp_path):
@@ -118,9 +117,8 @@ def test_shared_trainer_resume_is_exact_and_reloads(tmp_path):
         assert max((sa[k] - sb[k]).abs().max().item() for k in sa) <= 1e-6
     loaded = load_policy(tmp_path / "b")
     obs = np.stack([ds[i]["frames"] for i in range(4)])
-    np.testing.assert_array_equal(
-        loaded.predict(obs, ["square"] * 4).actions, resumed.predict(obs, ["square"] * 4).actions
-    )
+    batch = make_batch(obs, ["square"] * 4)
+    np.testing.assert_array_equal(loaded.predict(batch).actions, resumed.predict(batch).actions)
 
 
 def test_presets_and_paper_size():

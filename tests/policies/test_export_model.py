@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from tla.policies.base import make_batch
 from tla.policies.registry import load_policy, save_policy
 from tla.sim.observation import ObservationSpec
 
@@ -138,7 +139,7 @@ def test_fresh_process_reload_gives_the_run_actions(exported, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(proc.stdout.split("RESULTS", 1)[1])
     for name, (policy, _) in exported.items():
-        want = [policy.predict(frames[i : i + 1], SHAPES[i : i + 1]) for i in range(len(frames))]
+        want = [policy.predict(make_batch(frames[i : i + 1], SHAPES[i : i + 1])) for i in range(len(frames))]
         got = results[name]
         assert got["texts"] == [w.texts[0] for w in want], name
         np.testing.assert_allclose(got["actions"], np.concatenate([w.actions for w in want]), err_msg=name)
@@ -148,8 +149,8 @@ def test_fresh_process_reload_gives_the_run_actions(exported, tmp_path):
     from tla.policies.tla import TLAPolicy
 
     base = TLAPolicy.build("tiny", ["model.position_table=false", "generate.max_new_tokens=6"])
-    assert [base.predict(frames[i : i + 1], SHAPES[i : i + 1]).texts[0] for i in range(2)] != results[
-        "adapter"]["texts"]
+    texts = [base.predict(make_batch(frames[i : i + 1], SHAPES[i : i + 1])).texts[0] for i in range(2)]
+    assert texts != results["adapter"]["texts"]
     assert not results["plain"]["tla_policy_imported"]  # the table-free run loaded through plain HF only
     assert results["plain"]["num_beams"] == 3  # generation_config.json is picked up by from_pretrained
     assert results["adapter"]["class"].startswith("Qwen2VL")  # transformers loaded base + adapter (peft)
@@ -255,11 +256,12 @@ def test_hub_mixin_round_trip(kind, tmp_path):
     assert loaded.config == cfg and loaded.normalizer.to_dict() == policy.normalizer.to_dict()
     assert loaded.observation_spec == policy.observation_spec
     frames = np.stack([it["frames"] for it in items])
-    want = policy.predict(frames).actions
-    np.testing.assert_array_equal(loaded.predict(frames).actions, want)
-    np.testing.assert_array_equal(load_policy(tmp_path / "hub").predict(frames).actions, want)
+    batch = make_batch(frames, ["square"] * len(frames))
+    want = policy.predict(batch).actions
+    np.testing.assert_array_equal(loaded.predict(batch).actions, want)
+    np.testing.assert_array_equal(load_policy(tmp_path / "hub").predict(batch).actions, want)
     save_policy(policy, tmp_path / "run" / "policy")  # the run format, unchanged
-    np.testing.assert_array_equal(load_policy(tmp_path / "run").predict(frames).actions, want)
+    np.testing.assert_array_equal(load_policy(tmp_path / "run").predict(batch).actions, want)
     # the bare network through the mixin alone: the published weights (DP: the EMA copy predict uses)
     published = (policy.ema.model if kind == "dp" else policy.model).state_dict()
     net = type(policy.model).from_pretrained(tmp_path / "hub").state_dict()

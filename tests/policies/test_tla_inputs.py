@@ -135,7 +135,8 @@ def test_table_and_preprocessing_round_trip_through_save_and_load(tmp_path):
     assert q.cfg.preprocess == p.cfg.preprocess and q.cfg.preprocess.contrast_gain == 2.5
     assert q.modality == "depth"
     x = obs(3)
-    assert p.predict(x, ["square"] * 3).texts == q.predict(x, ["square"] * 3).texts
+    batch = {"observation": x, "shape": ["square"] * 3}
+    assert p.predict(batch).texts == q.predict(batch).texts
     # the model folder stays a stock Qwen2-VL checkpoint; the table lives beside it
     with safe_open(str(tmp_path / "model" / "model.safetensors"), "pt") as f:
         assert not [k for k in f.keys() if "position_table" in k]

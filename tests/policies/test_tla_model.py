@@ -59,7 +59,7 @@ def Qwen2VLFor7B():
 
 def test_predict_untrained_is_batched_and_never_raises():
     p = TLAPolicy.build("tiny", ["generate.max_new_tokens=6"])
-    pred = p.predict(obs(3), ["square", "triangle", "hexagon"])
+    pred = p.predict({"observation": obs(3), "shape": ["square", "triangle", "hexagon"]})
     assert isinstance(pred, Prediction) and pred.actions.shape == (3, 3) and len(pred.texts) == 3
     # a random model writes garbage: fallback zeros, counted, no exception
     bad = ~pred.parse_ok
@@ -69,8 +69,9 @@ def test_predict_untrained_is_batched_and_never_raises():
 def test_batched_left_padded_greedy_matches_single():
     p = TLAPolicy.build("tiny", ["generate.max_new_tokens=5"])
     o, shapes = obs(2, seed=3), ["square", "hexagon with a chamfer"]  # different lengths: left padding
-    batched = p.predict(o, shapes, num_beams=1).texts
-    single = [p.predict(o[i : i + 1], shapes[i : i + 1], num_beams=1).texts[0] for i in range(2)]
+    batched = p.predict({"observation": o, "shape": shapes}, num_beams=1).texts
+    single = [p.predict({"observation": o[i : i + 1], "shape": shapes[i : i + 1]}, num_beams=1).texts[0]
+              for i in range(2)]
     assert batched == single
 
 
@@ -88,7 +89,8 @@ def test_lora_save_load_round_trip(tmp_path):
     sa, sb = p.model.state_dict(), q.model.state_dict()
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
     o = obs(2)
-    assert p.predict(o, ["square", "round"]).texts == q.predict(o, ["square", "round"]).texts
+    batch = {"observation": o, "shape": ["square", "round"]}
+    assert p.predict(batch).texts == q.predict(batch).texts
 
 
 def test_lora_skips_qwen25_vision_mlp_with_lm_names():
@@ -140,7 +142,8 @@ def test_pretrained_path_lora_round_trip(tmp_path):
     p.save(tmp_path / "policy")
     q = load_policy(tmp_path / "policy")
     o = obs(2)
-    assert p.predict(o, ["square", "round"]).texts == q.predict(o, ["square", "round"]).texts
+    batch = {"observation": o, "shape": ["square", "round"]}
+    assert p.predict(batch).texts == q.predict(batch).texts
 
 
 def test_mean_action_weights_beams_by_probability_and_skips_unparsed():
@@ -165,9 +168,10 @@ def test_mean_action_weights_beams_by_probability_and_skips_unparsed():
 def test_decode_mean_with_one_beam_is_the_top_answer_and_mean_never_raises(monkeypatch):
     p = TLAPolicy.build("tiny", ["generate.max_new_tokens=6"])
     o, shapes = obs(2, seed=5), ["square", "round"]
-    top, mean = p.predict(o, shapes, num_beams=1, decode="top"), p.predict(o, shapes, num_beams=1, decode="mean")
+    batch = {"observation": o, "shape": shapes}
+    top, mean = p.predict(batch, num_beams=1, decode="top"), p.predict(batch, num_beams=1, decode="mean")
     assert top.texts == mean.texts and np.array_equal(top.actions, mean.actions)
-    pred = p.predict(o, shapes, num_beams=3, decode="mean")  # an untrained model: garbage, counted, no raise
+    pred = p.predict(batch, num_beams=3, decode="mean")  # an untrained model: garbage, counted, no raise
     assert pred.actions.shape == (2, 3) and pred.extras["parse_failures"] == int((~pred.parse_ok).sum())
 
     # the aggregation on known beams: the text is the top beam's, the action the weighted mean
@@ -177,9 +181,9 @@ def test_decode_mean_with_one_beam_is_the_top_answer_and_mean_never_raises(monke
         return texts, np.log([[0.75, 0.25], [0.9, 0.1]])
 
     monkeypatch.setattr(p, "_generate", beams)
-    pred = p.predict(o, shapes, num_beams=2, decode="mean")
+    pred = p.predict(batch, num_beams=2, decode="mean")
     assert pred.texts == ["[0, 100, -150]", "oops"]
     np.testing.assert_allclose(pred.actions, [[0.1, 1.0, -1.25], [1.0, 0.0, 0.0]])
     assert pred.parse_ok.tolist() == [True, True]
     with pytest.raises(ValueError, match="generate.decode"):
-        p.predict(o, shapes, decode="median")
+        p.predict(batch, decode="median")

@@ -36,7 +36,7 @@ def test_label_masking_is_exact(proc):
     tok = proc.tokenizer
     for i, ans in enumerate(answers):
         ids, labels, mask = b["input_ids"][i], b["labels"][i], b["attention_mask"][i]
-        target = tok(ans, add_special_tokens=False)["input_ids"] + [proc.im_end_id]
+        target = tok(ans, add_special_tokens=False)["input_ids"] + [proc.end_id]
         n = int(mask.sum())
         # right padding: real tokens first; the answer + <|im_end|> are the last real tokens
         assert mask[:n].all() and not mask[n:].any()
@@ -59,11 +59,12 @@ def test_generation_batch_is_left_padded(proc):
 
 def test_616_composite_is_1936_patches_484_tokens():
     p = TLAProcessor(train_tiny_tokenizer(), image_size=616)
-    pix, grid = p.images(obs(1))
+    inputs, tokens = p.visual([p.lay_out(o) for o in obs(1)])
+    pix, grid = inputs["pixel_values"], inputs["image_grid_thw"]
     assert grid.tolist() == [[1, 44, 44]] and pix.shape == (1936, 3 * 2 * 14 * 14)
-    assert p.num_image_tokens(grid[0]) == 484
+    assert tokens == [[484]]
     ids, _ = p.encode("square", 484)
-    assert ids.count(p.image_token_id) == 484
+    assert ids.count(p.placeholder_ids["image"]) == 484
 
 
 def test_tokenizer_deterministic_and_one_token_per_digit():
@@ -117,10 +118,10 @@ def test_frames_layout_puts_eight_labelled_images_in_the_prompt():
     lay = separate_frames(x[1], 56)
     assert len(lay.images) == 8 and lay.images[5].shape == (56, 56, 3)
     # image 5 of sample 1 is right t1 = frame 5: its patches are the ones the processor emitted in block 5
-    one, _ = p.images(x[1:])
-    five, _ = p.images(None, [type(lay)([lay.images[5]], [{"type": "image"}])])
+    one = p.visual([p.lay_out(x[1])])[0]["pixel_values"]
+    five = p.visual([type(lay)([lay.images[5]], [{"type": "image"}])])[0]["pixel_values"]
     assert torch.equal(one[5 * 16 : 6 * 16], five)
     with pytest.raises(ValueError, match="unknown layout"):
-        TLAProcessor(train_tiny_tokenizer(), image_size=56, layout="video")
+        TLAProcessor(train_tiny_tokenizer(), image_size=56, layout="movie")
     with pytest.raises(ValueError, match="multiple of 28"):
         TLAProcessor(train_tiny_tokenizer(), image_size=50, layout="frames")

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from tla.client import PolicyClient, PolicyError, encode_png
+from tla.policies.base import OBSERVATION, SHAPE, make_batch
 from tla.policies.registry import load_policy
 from tla.serve.app import ServeSettings, background_server, check_bind, create_app
 from tla.sim.compose import make_composite
@@ -15,7 +16,7 @@ from tla.sim.compose import make_composite
 def test_act_matches_in_process_policy(server, bc_run, frames):
     with PolicyClient(server) as c:
         ans = c.act(frames, "square", request_id="r1")
-    expected = load_policy(bc_run).predict(frames[None], ["square"]).actions[0]
+    expected = load_policy(bc_run).predict(make_batch(frames, "square")).actions[0]
     assert ans["action_list"] == [float(v) for v in expected]  # PNG is lossless: bit-identical
     assert ans["action"]["dx_mm"] == ans["action_list"][0]
     assert ans["policy"] == "bc" and ans["request_id"] == "r1" and ans["text"] is None and ans["latency_ms"] > 0
@@ -41,16 +42,17 @@ def test_info_health_openapi(server):
 def test_concurrent_requests_are_batched(bc_run, frames):
     class Slow:  # records batch sizes; slow enough that requests pile up behind the first call
         name = "slow"
+        input_features = (OBSERVATION, SHAPE)
 
         def __init__(self):
             self.inner, self.sizes = load_policy(bc_run), []
 
-        def predict(self, obs, shapes):
+        def predict(self, batch):
             import time
 
             time.sleep(0.05)
-            self.sizes.append(len(obs))
-            return self.inner.predict(obs, shapes)
+            self.sizes.append(len(batch[SHAPE]))
+            return self.inner.predict(batch)
 
     policy = Slow()
     with background_server(create_app(policy, ServeSettings(max_batch=4, max_wait_ms=20))) as url:

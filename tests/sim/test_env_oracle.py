@@ -87,13 +87,14 @@ def test_oracle_closed_loop_with_rendered_observations_and_fixed_seeds():
 
 
 def test_zero_action_policy_never_inserts():
+    from tla.policies.base import OBSERVATION, SHAPE, Prediction
+
     class Zero:
         name = "zero"
+        input_features = (OBSERVATION, SHAPE)
 
-        def predict(self, observations, shapes):
-            from tla.policies.base import Prediction
-
-            return Prediction(actions=np.zeros((len(shapes), 3)))
+        def predict(self, batch):
+            return Prediction(actions=np.zeros((len(batch[SHAPE]), 3)))
 
     recs = run_closed_loop(Zero, ["square"], [2.0], 5, observe=False, progress=False)
     assert not any(r.success for r in recs) and all(r.attempts == 15 for r in recs)

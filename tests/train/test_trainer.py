@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from tla.policies.base import make_batch
 from tla.policies.collapse import check_collapse
 from tla.policies.registry import load_policy
 from tla.policies.tla import TLAPolicy
@@ -28,7 +29,7 @@ def test_tiny_overfits_32_samples_then_reloads_identically(tmp_path):
     summary = train(policy, ds, cfg, run, {"policy": "tla", "preset": "tiny"})
     assert summary["finished"]
     items = [ds[i] for i in range(len(ds))]
-    pred = policy.predict(np.stack([it["frames"] for it in items]), [it["shape"] for it in items])
+    pred = policy.predict(make_batch(np.stack([it["frames"] for it in items]), [it["shape"] for it in items]))
     assert pred.texts == [it["answer"] for it in items]
     assert pred.parse_ok.all()
     assert not check_collapse(pred.actions).collapsed  # 8 answers in 32 samples: the guard stays quiet
@@ -41,13 +42,14 @@ def test_tiny_overfits_32_samples_then_reloads_identically(tmp_path):
     loaded = load_policy(run)
     obs = np.stack([ds[i]["frames"] for i in range(8)])
     shapes = [ds[i]["shape"] for i in range(8)]
+    batch = make_batch(obs, shapes)
     for beams in (1, 3):
-        a, b = policy.predict(obs, shapes, num_beams=beams), loaded.predict(obs, shapes, num_beams=beams)
+        a, b = policy.predict(batch, num_beams=beams), loaded.predict(batch, num_beams=beams)
         assert a.texts == b.texts and np.array_equal(a.actions, b.actions)
     sa, sb = policy.model.state_dict(), loaded.model.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
-    greedy = policy.predict(obs, shapes).actions  # the config's num_beams=1
-    assert np.array_equal(load_policy(run / "checkpoints" / "last").predict(obs, shapes).actions, greedy)
+    greedy = policy.predict(batch).actions  # the config's num_beams=1
+    assert np.array_equal(load_policy(run / "checkpoints" / "last").predict(batch).actions, greedy)
 
 
 @pytest.mark.parametrize("mode", ["full", "lora"])  # lora: dropout draws test the RNG restore too
@@ -143,7 +145,7 @@ def test_trainer_is_generic_over_registered_policies(tmp_path, name):
     assert summary["finished"]
     loaded = load_policy(tmp_path)
     obs = np.stack([ds[i]["frames"] for i in range(2)])
-    assert loaded.predict(obs, ["square", "triangle"]).actions.shape == (2, 3)
+    assert loaded.predict(make_batch(obs, ["square", "triangle"])).actions.shape == (2, 3)
 
 
 def test_validation_reports_a_collapsed_policy_loudly(tmp_path, capsys):

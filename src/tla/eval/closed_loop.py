@@ -21,7 +21,7 @@ import numpy as np
 from tla.config import from_dict
 from tla.eval.determinism import EVAL_THREADS, dumps, torch_threads
 from tla.eval.metrics import wilson_interval
-from tla.policies.base import policy_modality
+from tla.policies.base import batch_for, policy_modality
 from tla.progress import progress_bar
 from tla.sim.config import SimConfig
 from tla.sim.env import PegInHoleEnv
@@ -48,10 +48,9 @@ def episode_seeds(base_seed: int, n: int) -> list[int]:
 def run_episode(env: PegInHoleEnv, policy, seed: int, shape: str, clearance: float) -> EpisodeRecord:
     obs, info = env.reset(seed=seed, options={"shape": shape, "clearance": clearance})
     rec = EpisodeRecord(shape, clearance, seed, False, 0, info["attempts"], [info["error"].tolist()])
-    uses_state = getattr(policy, "uses_state", False)
-    while True:
-        kwargs = {"errors": [info["error"]], "clearances": [clearance]} if uses_state else {}
-        action = policy.predict(obs[None], [shape], **kwargs).actions[0]
+    while True:  # the true state goes only to a policy that declares it (the oracle)
+        batch = batch_for(policy, obs[None], [shape], errors=[info["error"]], clearances=[clearance])
+        action = policy.predict(batch).actions[0]
         obs, _, terminated, truncated, info = env.step(action)
         rec.steps += 1
         rec.actions.append(np.asarray(action, dtype=float).tolist())

@@ -93,7 +93,7 @@ def evaluate_offline(run, data, split: str, out, limit: int = 0, batch_size: int
     from tla.config import from_dict
     from tla.data.dataset import TactileDataset
     from tla.eval.figures import arrow_plot
-    from tla.policies.base import policy_modality
+    from tla.policies.base import batch_for, policy_modality
     from tla.policies.registry import load_policy
     from tla.progress import progress_bar
     from tla.runinfo import write_run_metadata
@@ -117,8 +117,8 @@ def evaluate_offline(run, data, split: str, out, limit: int = 0, batch_size: int
         task = bar.add_task("predict", total=n)
         for start in range(0, n, batch_size):
             items = [ds[i] for i in range(start, min(start + batch_size, n))]
-            pred = policy.predict(np.stack([it["frames"] for it in items]), [it["shape"] for it in items],
-                                  **kwargs)
+            batch = batch_for(policy, np.stack([it["frames"] for it in items]), [it["shape"] for it in items])
+            pred = policy.predict(batch, **kwargs)
             actions.append(pred.actions)
             texts += pred.texts or [None] * len(items)
             ok.append(np.ones(len(items), bool) if pred.parse_ok is None else pred.parse_ok)

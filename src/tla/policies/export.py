@@ -120,11 +120,11 @@ def _check_export(run: Path, out: Path, cfg, merge: bool) -> None:
 def _detach_position_table(policy):
     """Unregister the position table from the vision tower (so the saved checkpoint is a stock Qwen2-VL);
     returns it, or None when the run has none."""
-    from tla.policies.tla.position import VISION_ATTR, vision_tower
+    from tla.policies.tla.position import VISION_ATTR
 
     table = policy.position_table
     if table is not None:
-        delattr(vision_tower(policy.model), VISION_ATTR)
+        delattr(policy.adapter.vision_tower(policy.model), VISION_ATTR)
     return table
 
 
@@ -136,7 +136,7 @@ def _generation_config(policy):
     gen = copy.deepcopy(policy.model.generation_config)
     gen.update(num_beams=g.num_beams, max_new_tokens=g.max_new_tokens, do_sample=False,
                early_stopping=g.num_beams > 1, pad_token_id=policy.processor.pad_id,
-               eos_token_id=policy.processor.im_end_id)
+               eos_token_id=policy.processor.end_id)
     return gen
 
 

@@ -5,22 +5,28 @@ action. For the square that box is inside the real tolerance region, but a round
 hexagonal peg can still collide there (its tolerance region is not the box). When the paper label is
 zero on every axis yet the attempt failed, the oracle falls back to the "center" label (toward zero
 error, same caps), so it never stalls.
+
+It reads the privileged features `state.error` and `state.clearance` (`tla.policies.base.PRIVILEGED`) and the
+peg shape, no observation: only the simulator's closed loop can run it (`batch_for` passes it the true state),
+and the server refuses it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
-from tla.policies.base import Prediction
+from tla.policies.base import CLEARANCE, ERROR, SHAPE, Prediction, check_batch
 from tla.sim.config import LabelConfig
 from tla.sim.labels import action_label
 
 
 class OraclePolicy:
     name = "oracle"
-    uses_state = True  # the closed-loop evaluator passes the true errors and clearances
+    input_features = (SHAPE, ERROR, CLEARANCE)
 
     def __init__(self, labels: LabelConfig = LabelConfig(), stall_tol: float = 1e-6):
         self.labels = labels
@@ -33,10 +39,11 @@ class OraclePolicy:
             a = action_label(error, clearance, self.center)
         return a
 
-    def predict(self, observations, shapes, errors=None, clearances=None) -> Prediction:
-        if errors is None or clearances is None:
-            raise ValueError("the oracle needs the true errors and clearances (it is a privileged policy)")
-        actions = np.array([self.act(e, c) for e, c in zip(errors, clearances)])
+    def predict(self, batch: Mapping[str, Any]) -> Prediction:
+        """batch: `state.error` (B, 3) mm/mm/deg, `state.clearance` (B,) mm, `shape` B names -> actions
+        (B, 3) mm/mm/deg."""
+        batch = check_batch(self, batch)
+        actions = np.array([self.act(e, c) for e, c in zip(batch[ERROR], batch[CLEARANCE])]).reshape(-1, 3)
         return Prediction(actions=actions)
 
     def save(self, directory) -> None:  # nothing to save: the oracle has no parameters

@@ -44,6 +44,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 from pydantic import ValidationError
 
+from tla.policies.base import PRIVILEGED, batch_for, policy_features, policy_name
 from tla.serve import jsonnumpy
 from tla.serve.batching import BatcherClosed, MicroBatcher
 from tla.serve.schemas import (
@@ -308,8 +309,18 @@ def _policy_info(policy) -> tuple[dict | None, list[float] | None, dict | None]:
     return cfg, list(scale) if scale is not None else None, model_input
 
 
+def check_servable(policy) -> None:
+    """A request carries the robot's observation and peg shape only, never the simulator's true state: a
+    policy that declares a privileged feature (the oracle) cannot be served. One-line ValueError."""
+    privileged = [k for k in policy_features(policy) if k in PRIVILEGED]
+    if privileged:
+        raise ValueError(f"the {policy_name(policy)} policy reads privileged simulator state {privileged}, "
+                         "which a robot's request does not carry: it cannot be served")
+
+
 def create_app(policy, settings: ServeSettings | None = None, run: str | None = None) -> FastAPI:
-    """The server for an already loaded policy (anything with `name` and `predict`)."""
+    """The server for an already loaded policy (a `tla.policies.base.Policy` without privileged features)."""
+    check_servable(policy)
     s = settings or ServeSettings()
     batcher = MicroBatcher(policy, s.max_batch, s.max_wait_ms)
     decoding = threading.BoundedSemaphore(max(1, s.max_decodes_in_flight))
@@ -401,12 +412,13 @@ def app_from_run(run_dir: str | Path, settings: ServeSettings | None = None, war
 
     s = settings or ServeSettings()
     policy = load_policy(run_dir)
+    check_servable(policy)  # before the warm-up
     if s.frame_size is None:  # the spec the run recorded, else (older runs) its training dataset's
         spec = policy.observation_spec
         s.frame_size = (spec.height, spec.width) if spec is not None else run_frame_size(run_dir)
     if warmup:
         h, w = s.frame_size or (RenderConfig.height, RenderConfig.width)
-        policy.predict(np.zeros((1, NUM_FRAMES, h, w, 3), np.uint8), ["square"])
+        policy.predict(batch_for(policy, np.zeros((1, NUM_FRAMES, h, w, 3), np.uint8), ["square"]))
     return create_app(policy, s, run=str(run_dir))
 
 

@@ -1,11 +1,12 @@
 """Micro-batching: concurrent requests are queued and answered by one background thread.
 
 The worker takes the first waiting request, then keeps collecting for up to `max_wait_ms` or until
-`max_batch` requests are in hand, and calls `policy.predict` once per group of equally sized
-observations (frames of different sizes cannot be stacked). Each request gets a `Future` resolved with
-its own row of the prediction. Works for any `tla.policies.base.Policy`. The worker can be closed and
-started again (an ASGI app's lifespan may end and start more than once, e.g. under a test client); a job
-submitted to a closed batcher, or left queued when it closes, fails at once with `BatcherClosed`.
+`max_batch` requests are in hand, and calls `policy.predict(batch_for(...))` once per group of equally
+sized observations (frames of different sizes cannot be stacked). Each request gets a `Future` resolved
+with its own row of the prediction. Works for any `tla.policies.base.Policy` that reads no privileged
+state (the server refuses the others at start: `tla.serve.app.check_servable`). The worker can be closed
+and started again (an ASGI app's lifespan may end and start more than once, e.g. under a test client); a
+job submitted to a closed batcher, or left queued when it closes, fails at once with `BatcherClosed`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
+
+from tla.policies.base import batch_for
 
 
 class BatcherClosed(RuntimeError):
@@ -114,7 +117,8 @@ class MicroBatcher:
     def _predict(self, jobs: list[_Job]) -> None:
         t0 = time.perf_counter()
         try:
-            pred = self.policy.predict(np.stack([j.obs for j in jobs]), [j.shape for j in jobs])
+            batch = batch_for(self.policy, np.stack([j.obs for j in jobs]), [j.shape for j in jobs])
+            pred = self.policy.predict(batch)
             actions = np.asarray(pred.actions, dtype=np.float64).reshape(len(jobs), 3)
         except Exception as e:  # noqa: BLE001 - a policy failure answers every request of the batch, never kills the worker
             for j in jobs:

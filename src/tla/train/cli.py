@@ -170,6 +170,7 @@ def predict_cmd(
     """Predict actions for the first LIMIT samples of a split, next to their labels."""
     from transformers.utils import logging as hf_logging
 
+    from tla.policies.base import batch_for
     from tla.policies.registry import load_policy
 
     hf_logging.disable_progress_bar()  # keep stdout clean: one line per sample
@@ -181,7 +182,8 @@ def predict_cmd(
     n = min(limit, len(ds))
     for s in range(0, n, batch_size):
         items = [ds[i] for i in range(s, min(n, s + batch_size))]
-        pred = pol.predict(np.stack([it["frames"] for it in items]), [it["shape"] for it in items])
+        batch = batch_for(pol, np.stack([it["frames"] for it in items]), [it["shape"] for it in items])
+        pred = pol.predict(batch)
         for j, it in enumerate(items):
             rec = {
                 "index": s + j,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from tla.policies.base import policy_modality
+from tla.policies.base import batch_for, policy_modality
 
 
 def _column(dataset, name: str, indices: np.ndarray) -> np.ndarray:
@@ -38,10 +38,9 @@ def episode_plan(conditions: list[tuple[str, float]], episodes: int, seed: int) 
 def run_episode(env, policy, shape: str, clearance: float, seed: int) -> tuple[bool, int]:
     """(inserted, attempts) of one episode."""
     obs, info = env.reset(seed=seed, options={"shape": shape, "clearance": clearance})
-    uses_state = getattr(policy, "uses_state", False)
     while True:
-        kwargs = {"errors": [info["error"]], "clearances": [clearance]} if uses_state else {}
-        action = policy.predict(obs[None], [shape], **kwargs).actions[0]
+        batch = batch_for(policy, obs[None], [shape], errors=[info["error"]], clearances=[clearance])
+        action = policy.predict(batch).actions[0]
         obs, _, terminated, truncated, info = env.step(action)
         if terminated or truncated:
             return bool(terminated), int(info["attempts"])

@@ -36,7 +36,7 @@ from accelerate.utils import (
 )
 from tqdm.auto import tqdm
 
-from tla.policies.base import policy_modality
+from tla.policies.base import batch_for, policy_modality
 from tla.policies.collapse import check_collapse
 from tla.policies.registry import save_policy
 from tla.runinfo import write_atomic
@@ -151,7 +151,8 @@ def validate(policy, model, items: Subset, cfg: TrainConfig, micro: int, acceler
         with accelerator.autocast():
             losses.append(float(policy.loss(model, batch)[0]))
     sample = [items[j] for j in range(n)]
-    pred = policy.predict(np.stack([s["frames"] for s in sample]), [s["shape"] for s in sample])
+    batch = batch_for(policy, np.stack([s["frames"] for s in sample]), [s["shape"] for s in sample])
+    pred = policy.predict(batch)
     model.train()
     err = np.abs(np.asarray(pred.actions) - np.stack([s["action"] for s in sample]))
     out = {

@@ -8,14 +8,16 @@ metric the offline tables report. `loss="mse"` is available.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from tla.config import from_dict, to_dict
-from tla.policies.base import Prediction, TrainablePolicy
+from tla.policies.base import OBSERVATION, Prediction, TrainablePolicy, check_batch
 from tla.policies.bc.config import BCConfig
 from tla.policies.bc.model import BCNet
 from tla.policies.files import load_weights, read_checkpoint, save_checkpoint
@@ -66,11 +68,13 @@ class BCPolicy(ImagePolicy, TrainablePolicy):
 
     # --------------------------------------------------------------- inference
     @torch.no_grad()
-    def predict(self, observations: np.ndarray, shapes: list[str] | None = None) -> Prediction:
+    def predict(self, batch: Mapping[str, Any]) -> Prediction:
+        """batch: `observation` uint8 (B, 8, H, W, 3), `shape` B names (unused: one net for every peg)."""
+        batch = check_batch(self, batch)
         was_training = self.model.training
         self.model.eval()
         device = next(self.model.parameters()).device
-        obs = preprocess(observations, self.config.image_size, self.config.input_format).to(device)
+        obs = preprocess(batch[OBSERVATION], self.config.image_size, self.config.input_format).to(device)
         actions = self.normalizer.unnormalize(self.model(obs)).cpu().numpy().astype(np.float32)
         self.model.train(was_training)
         return Prediction(actions=actions)

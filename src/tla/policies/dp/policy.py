@@ -6,7 +6,9 @@ Actions are min/max-normalised to [-1, 1] (so `clip_sample` clips to the data ra
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,7 +16,7 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler
 
 from tla.config import from_dict, to_dict
-from tla.policies.base import Prediction, TrainablePolicy
+from tla.policies.base import OBSERVATION, Prediction, TrainablePolicy, check_batch
 from tla.policies.dp.config import DPConfig
 from tla.policies.dp.model import DiffusionNet
 from tla.policies.ema import EMA
@@ -111,11 +113,13 @@ class DPPolicy(ImagePolicy, TrainablePolicy):
         return x
 
     @torch.no_grad()
-    def predict(self, observations: np.ndarray, shapes: list[str] | None = None) -> Prediction:
+    def predict(self, batch: Mapping[str, Any]) -> Prediction:
+        """batch: `observation` uint8 (B, 8, H, W, 3), `shape` B names (unused: one net for every peg)."""
+        batch = check_batch(self, batch)
         net = self.eval_model
         was_training = net.training
         net.eval()
-        obs = preprocess(observations, self.config.image_size, self.config.input_format)
+        obs = preprocess(batch[OBSERVATION], self.config.image_size, self.config.input_format)
         x = self.sample(net, obs.to(next(net.parameters()).device))
         net.train(was_training)
         actions = self.normalizer.unnormalize(x[:, 0]).cpu().numpy().astype(np.float32)

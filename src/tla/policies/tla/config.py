@@ -8,6 +8,7 @@ from typing import Literal
 from tla.config import apply_overrides
 from tla.data.text import DEFAULT_SCALE
 from tla.policies.preprocess import FramePreprocess
+from tla.policies.tla.adapters import check_adapter
 from tla.policies.tla.layout import check_layout
 from tla.sim.modality import check_modality
 
@@ -31,6 +32,8 @@ class TinyBackbone:
 class ModelConfig:
     preset: Literal["tiny", "pretrained"] = "tiny"
     path: str | None = None  # local HF checkpoint dir (e.g. Qwen2-VL-7B-Instruct); required for "pretrained"
+    # the VLM family (tla.policies.tla.adapters.ADAPTERS); runs saved before this key read the default
+    adapter: str = "qwen2_vl"
     # "lora": frozen backbone + LoRA on the language model's linears (pretrained weights);
     # "full": every weight trains (a random-init backbone: a frozen random ViT would learn nothing).
     train_mode: Literal["lora", "full"] = "full"
@@ -72,11 +75,11 @@ class TLAConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     modality: str = "rgb"  # rgb (the paper's camera frames), marker_flow or depth: tla.sim.modality
-    # how the 8 frames enter the prompt (tla.policies.tla.layout): "composite" (the paper's 3x3 image) or
-    # "frames" (8 labelled images of frame_size px)
+    # how the 8 frames enter the prompt (tla.policies.tla.layout): "composite" (the paper's 3x3 image),
+    # "frames" (8 labelled images of frame_size px) or "video" (2 labelled 4-frame videos of frame_size px)
     layout: str = "composite"
     composite_size: int = 224  # 3x3 composite side in px; must be a multiple of 28 (patch 14 x merge 2)
-    frame_size: int = 56  # side of each image of the frames layout; a multiple of 28
+    frame_size: int = 56  # side of each frame of the frames and video layouts; a multiple of 28
     # frame preprocessing before the composite; the paper feeds raw frames (all off); for rgb on the CPU
     # scale, removing the markers and the mean brightness makes the small model learn (tla.policies.preprocess)
     preprocess: FramePreprocess = field(default_factory=FramePreprocess)
@@ -120,6 +123,7 @@ def tla_preset(preset: str = "tiny", overrides: list[str] | None = None) -> TLAC
     cfg = apply_overrides(cfg, overrides or [])
     cfg.preprocess.validate()
     check_modality(cfg.modality)
+    check_adapter(cfg.model.adapter)
     if cfg.composite_size % 28:
         raise ValueError(
             f"composite_size must be a multiple of 28 (patch 14 x merge 2), got {cfg.composite_size}"

@@ -1,23 +1,25 @@
-"""Image layouts: how one tactile observation becomes the images and the text of the user turn.
+"""Layouts: how one tactile observation becomes the images / videos and the text of the user turn.
 
-A layout maps the 8 frames (8, H, W, 3) (left t0..t3, right t0..t3) to a `Layout`: the images the vision
-tower sees, each a multiple of 28 px (patch 14 x merge 2), and the user turn's content list, in which
-`{"type": "image"}` marks where each image's tokens go. The instruction text follows the content. A new
-layout is one function here plus its name in `LAYOUTS`.
+A layout maps the 8 frames (8, H, W, 3) (left t0..t3, right t0..t3) to a `Layout`: the images and videos
+the vision tower sees, each frame a multiple of 28 px (patch 14 x merge 2), and the user turn's content
+list, in which `{"type": "image"}` / `{"type": "video"}` mark where each image's / video's tokens go. The
+instruction text follows the content. A new layout is one function here plus its name in `LAYOUTS` and
+its media count in `MEDIA_PER_OBSERVATION`.
 
 - `composite` (the paper's): one image, the 3x3 tiling of `tla.sim.compose.make_composite`.
 - `frames`: the 8 frames as 8 images of `size` x `size` px, each introduced by a short text label
   ("left t0:"), so which pad and which instant a token belongs to is said in words, not only by its place
   in a mosaic.
-
-Not here: Qwen2-VL's native video input (pairs of frames share one temporal patch). transformers' video
-processor for Qwen2-VL needs torchvision; building the temporal patches by hand is possible (the image
-path already produces t=2 patches by repeating each image) but is not done yet.
+- `video`: the VLM's native video input, one video per pad of its 4 frames at `size` x `size` px, each
+  introduced by a label ("left pad:"). Qwen2-VL cuts a video into temporal patches of 2 frames, so each pad
+  is grid_t = 2 slices of patches and a token sees 2 instants (t0+t1, t2+t3); its temporal rotary position
+  tells the slices apart. The adapter builds the video patches (no torchvision), and the position table
+  works here too: one grid per (video, temporal slice).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import cv2
@@ -29,7 +31,8 @@ from tla.sim.compose import NUM_PADS, NUM_STEPS, PAD_NAMES, check_frames, frame_
 @dataclass
 class Layout:
     images: list[np.ndarray]  # uint8 (h, w, 3), h and w multiples of 28
-    content: list[dict]  # the user turn before the instruction: {"type": "image"} / {"type": "text", "text"}
+    content: list[dict]  # the user turn before the instruction: {"type": "image" | "video" | "text"}
+    videos: list[np.ndarray] = field(default_factory=list)  # uint8 (T, h, w, 3), in content order
 
 
 def composite(frames: np.ndarray, size: int) -> Layout:
@@ -41,21 +44,38 @@ def frame_label(pad: int, t: int) -> str:
     return f"{PAD_NAMES[pad]} t{t}:"
 
 
+def resize(frame: np.ndarray, size: int) -> np.ndarray:
+    interp = cv2.INTER_AREA if frame.shape[0] >= size else cv2.INTER_LINEAR
+    return cv2.resize(frame, (size, size), interpolation=interp)
+
+
 def separate_frames(frames: np.ndarray, size: int) -> Layout:
     """Eight size x size images, each after its label: "left t0:" <image> ... "right t3:" <image>."""
     frames = check_frames(frames)
     images, content = [], []
     for pad in range(NUM_PADS):
         for t in range(NUM_STEPS):
-            f = frames[frame_index(pad, t)]
-            interp = cv2.INTER_AREA if f.shape[0] >= size else cv2.INTER_LINEAR
-            images.append(cv2.resize(f, (size, size), interpolation=interp))
+            images.append(resize(frames[frame_index(pad, t)], size))
             content += [{"type": "text", "text": frame_label(pad, t)}, {"type": "image"}]
     return Layout(images, content)
 
 
-LAYOUTS: dict[str, Callable[[np.ndarray, int], Layout]] = {"composite": composite, "frames": separate_frames}
-IMAGES_PER_OBSERVATION = {"composite": 1, "frames": NUM_PADS * NUM_STEPS}
+def pad_videos(frames: np.ndarray, size: int) -> Layout:
+    """Two videos of size x size frames t0..t3, each after its label: "left pad:" <video> "right pad:"
+    <video>."""
+    frames = check_frames(frames)
+    videos, content = [], []
+    for pad in range(NUM_PADS):
+        videos.append(np.stack([resize(frames[frame_index(pad, t)], size) for t in range(NUM_STEPS)]))
+        content += [{"type": "text", "text": f"{PAD_NAMES[pad]} pad:"}, {"type": "video"}]
+    return Layout([], content, videos)
+
+
+LAYOUTS: dict[str, Callable[[np.ndarray, int], Layout]] = {
+    "composite": composite, "frames": separate_frames, "video": pad_videos,
+}
+# (images, videos) per observation; a video holds NUM_STEPS frames
+MEDIA_PER_OBSERVATION = {"composite": (1, 0), "frames": (NUM_PADS * NUM_STEPS, 0), "video": (0, NUM_PADS)}
 
 
 def check_layout(name: str, size: int) -> str:

@@ -1,4 +1,5 @@
-"""TLAPolicy: the Qwen2-VL policy behind the shared `TrainablePolicy` contract.
+"""TLAPolicy: a VLM (its adapter: `adapters/`, Qwen2-VL by default) behind the shared `TrainablePolicy`
+contract.
 
 Training = next-token cross-entropy on the action text (answer + end token). Inference = beam search over
 a left-padded batch, then the de-tokenizer; text that does not parse gives parse_ok False and a zero action.
@@ -16,9 +17,10 @@ import torch
 from tla.config import from_dict, to_dict
 from tla.data.text import decode_action, encode_action
 from tla.policies.base import Prediction, TrainablePolicy
+from tla.policies.tla.adapters import adapter_for
 from tla.policies.tla.config import TLAConfig, tla_preset
-from tla.policies.tla.model import apply_train_mode, build_backbone, count_parameters, patch_embed_as_linear
-from tla.policies.tla.position import VISION_ATTR, attach_position_table, vision_tower
+from tla.policies.tla.model import apply_train_mode, count_parameters
+from tla.policies.tla.position import VISION_ATTR, attach_position_table
 from tla.policies.tla.processing import TLAProcessor
 
 FALLBACK_ACTION = np.zeros(3)  # an unparseable answer moves nothing: the safest action for a retry loop
@@ -38,18 +40,20 @@ class TLAPolicy(TrainablePolicy):
 
     def __init__(self, cfg: TLAConfig, tokenizer=None, model=None):
         self.cfg = cfg
+        self.adapter = adapter_for(cfg.model)
         if tokenizer is None:
             tokenizer = _new_tokenizer(cfg)
-        self.processor = TLAProcessor(tokenizer, cfg.image_size, cfg.preprocess, cfg.layout)
+        self.processor = TLAProcessor(tokenizer, cfg.image_size, cfg.preprocess, cfg.layout, self.adapter)
         if model is None:
-            model = apply_train_mode(build_backbone(cfg.model, tokenizer), cfg.model)
+            model = apply_train_mode(self.adapter.build(cfg.model, tokenizer), cfg.model, self.adapter)
         self.model = model
-        patch_embed_as_linear(model)
+        self.adapter.speed_up(model)
         self.position_table = None
         if cfg.model.position_table:  # trains in every mode: it is new, so there is nothing to keep frozen
             self.position_table = attach_position_table(model, *self.processor.patch_grid(),
                                                         merge=self.processor.merge,
-                                                        images=self.processor.images_per_observation)
+                                                        images=self.processor.position_grids,
+                                                        adapter=self.adapter)
         if cfg.model.gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
             if (
@@ -119,8 +123,8 @@ class TLAPolicy(TrainablePolicy):
         g = self.cfg.generate
         batch = self.processor.batch(observations, shapes)
         dev, dtype = self.device, next(self.model.parameters()).dtype
-        batch = {k: v.to(dev) for k, v in batch.items()}
-        batch["pixel_values"] = batch["pixel_values"].to(dtype)
+        # pixels (the only floating inputs) in the model's dtype
+        batch = {k: v.to(dev, dtype) if v.is_floating_point() else v.to(dev) for k, v in batch.items()}
         extra = {} if returned == 1 else {"num_return_sequences": returned, "length_penalty": 0.0,
                                           "output_scores": True, "return_dict_in_generate": True}
         out = self.model.generate(
@@ -130,7 +134,7 @@ class TLAPolicy(TrainablePolicy):
             do_sample=False,
             early_stopping=beams > 1,
             pad_token_id=self.processor.pad_id,
-            eos_token_id=self.processor.im_end_id,
+            eos_token_id=self.processor.end_id,
             **extra,
         )
         sequences = out if returned == 1 else out.sequences
@@ -139,19 +143,15 @@ class TLAPolicy(TrainablePolicy):
         scores = np.zeros(len(texts)) if returned == 1 else out.sequences_scores.float().cpu().numpy()
         return np.array(texts, dtype=object).reshape(-1, returned), scores.reshape(-1, returned)
 
-    def predict(
-        self, observations: np.ndarray, shapes: list[str], num_beams: int | None = None,
-        decode: str | None = None,
-    ) -> Prediction:
-        """observations (B, 8, H, W, 3) uint8 (or one (8, H, W, 3)), shapes B names -> Prediction: actions
-        (B, 3) by `decode` (default: the run's `generate.decode`), texts = the top beam's answers."""
+    def predict(self, batch: dict, num_beams: int | None = None, decode: str | None = None) -> Prediction:
+        """batch (`tla.policies.base.Policy`): `observation` uint8 (B, 8, H, W, 3), `shape` B names ->
+        Prediction: actions (B, 3) by `decode` (default: the run's `generate.decode`), texts = the top
+        beam's answers. Options: `num_beams` (default: the run's `generate.num_beams`), `decode`."""
+        from tla.policies.base import OBSERVATION, SHAPE, check_batch
         from tla.policies.tla.config import check_decode
 
-        observations = np.asarray(observations)
-        if observations.ndim == 4:
-            observations = observations[None]
-        if len(shapes) != len(observations):
-            raise ValueError(f"{len(observations)} observations but {len(shapes)} shapes")
+        batch = check_batch(self, batch)
+        observations, shapes = batch[OBSERVATION], batch[SHAPE]
         beams = self.cfg.generate.num_beams if num_beams is None else num_beams
         decode = check_decode(self.cfg.generate.decode if decode is None else decode)
         returned = beams if decode == "mean" else 1
@@ -200,7 +200,7 @@ class TLAPolicy(TrainablePolicy):
         if self.position_table is None:
             yield
             return
-        visual = vision_tower(self.model)
+        visual = self.adapter.vision_tower(self.model)
         delattr(visual, VISION_ATTR)
         try:
             yield
@@ -209,21 +209,18 @@ class TLAPolicy(TrainablePolicy):
 
     @classmethod
     def load(cls, directory: str | Path) -> TLAPolicy:
-        from transformers import AutoModelForImageTextToText, AutoTokenizer
-
-        from tla.policies.tla.model import torch_dtype
+        from transformers import AutoTokenizer
 
         d = Path(directory)
         cfg = from_dict(TLAConfig, json.loads((d / "policy.json").read_text())["config"])
+        adapter = adapter_for(cfg.model)  # runs saved before model.adapter existed read the default
         tokenizer = AutoTokenizer.from_pretrained(d / "processor")
         if cfg.model.train_mode == "lora":
             from peft import PeftModel
 
-            model = PeftModel.from_pretrained(build_backbone(cfg.model, tokenizer), d / "adapter")
+            model = PeftModel.from_pretrained(adapter.build(cfg.model, tokenizer), d / "adapter")
         else:
-            model = AutoModelForImageTextToText.from_pretrained(
-                d / "model", dtype=torch_dtype(cfg.model.dtype)
-            )
+            model = adapter.load(d / "model", cfg.model)
         policy = cls(cfg, tokenizer=tokenizer, model=model)
         if policy.position_table is not None:
             from safetensors.torch import load_file
@@ -265,7 +262,7 @@ def _new_tokenizer(cfg: TLAConfig):
     if cfg.model.preset == "tiny":
         from tla.policies.tla.tokenizer import train_tiny_tokenizer
 
-        return train_tiny_tokenizer(cfg.model.tiny.vocab_size)
+        return train_tiny_tokenizer(cfg.model.tiny.vocab_size, adapter_for(cfg.model))
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(cfg.model.path)

@@ -1,4 +1,4 @@
-"""A learned absolute 2D position table for Qwen2-VL's vision tower (an option of the tiny preset).
+"""A learned absolute position table for the VLM's vision tower (an option of the tiny preset).
 
 Qwen2-VL's vision tower has no absolute position embedding: positions enter only through 2D rotary
 attention, i.e. as *relative* offsets. Telling which composite cell a patch lies in (left pad or right,
@@ -11,13 +11,19 @@ row-major, and inside each window its 4 patches row-major. `merge_order(gh, gw, 
 grid index (row * gw + col) of the k-th emitted patch, so the table is stored row-major (as a picture of
 the grid) and gathered into the processor's order. With several images per observation (the `frames`
 layout) the table holds one grid per image, in the prompt's image order, so "left t0" and "right t3"
-patches get different vectors.
+patches get different vectors. A video is one grid per temporal slice (the `video` layout: per pad, t0+t1
+then t2+t3), so the table holds one vector per (video, t, h, w) patch position: the video processor emits
+a video's patches slice by slice, each slice in the same merge order as an image.
+
+The vision tower and its patch embedding come from the VLM adapter (default Qwen2-VL's).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from tla.policies.tla.adapters import VLMAdapter, adapter_for
 
 
 def merge_order(grid_h: int, grid_w: int, merge: int = 2) -> torch.Tensor:
@@ -58,20 +64,22 @@ class PatchPositionTable(nn.Module):
 VISION_ATTR = "position_table"
 
 
-def vision_tower(model):
-    """Qwen2-VL's vision tower, through a PEFT wrapper if there is one."""
-    return (model.get_base_model() if hasattr(model, "get_base_model") else model).model.visual
+def vision_tower(model, adapter: VLMAdapter | None = None) -> nn.Module:
+    """The VLM's vision tower, through a PEFT wrapper if there is one."""
+    return (adapter or adapter_for()).vision_tower(model)
 
 
-def attach_position_table(model, grid_h: int, grid_w: int, merge: int = 2, images: int = 1) -> PatchPositionTable:
+def attach_position_table(model, grid_h: int, grid_w: int, merge: int = 2, images: int = 1,
+                          adapter: VLMAdapter | None = None) -> PatchPositionTable:
     """Register the table on the vision tower (so it trains, moves and checkpoints with the model) and add
-    it to the patch embedding's output through a forward hook."""
-    visual = vision_tower(model)
+    it to the patch embedding's output through a forward hook. `images`: patch grids per observation."""
+    adapter = adapter or adapter_for()
+    visual = adapter.vision_tower(model)
     existing = getattr(visual, VISION_ATTR, None)
     if existing is not None:
         return existing
-    dim = visual.patch_embed.embed_dim
+    embed, dim = adapter.patch_embedding(model)
     table = PatchPositionTable(grid_h, grid_w, dim, merge, images).to(next(visual.parameters()).device)
     visual.add_module(VISION_ATTR, table)
-    visual.patch_embed.register_forward_hook(lambda _m, _inp, out: table(out))
+    embed.register_forward_hook(lambda _m, _inp, out: table(out))
     return table

@@ -1,48 +1,32 @@
-"""Prompt + image processing for Qwen2-VL without torchvision.
+"""Prompt + pixels for the action-as-text policy, VLM-agnostic (the VLM's part is its adapter's).
 
-`AutoProcessor` for Qwen-VL needs torchvision, so the processor is assembled by hand: the Qwen2-VL image
-processor's PIL/numpy path + a tokenizer carrying our chat template. One sample is
+One sample is the chat [user: the layout's content (text, images, videos) then the instruction;
+assistant: the answer], rendered by the adapter's chat template, each image / video placeholder repeated
+once per visual token the adapter says it becomes. For Qwen2-VL and the `composite` layout that is
 
     <|im_start|>system\nYou are a helpful assistant.<|im_end|>\n
     <|im_start|>user\n<|vision_start|><|image_pad|> x N<|vision_end|>{instruction}<|im_end|>\n
     <|im_start|>assistant\n{answer}<|im_end|>
 
-where N = patches / merge^2 (616 px -> 44 x 44 = 1936 patches -> 484 tokens). That is the `composite`
-layout; the `frames` layout puts 8 labelled images in the user turn instead ("left t0:" <image> ...), see
-`layout.py`. The loss sees only `{answer}<|im_end|>`; everything else is labelled -100.
+(`adapters/qwen2_vl.py`; other layouts: `layout.py`). The loss sees only `{answer}<end token>`; everything
+else is labelled -100.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import torch
-from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
 from tla.data.text import instruction
 from tla.policies.preprocess import FramePreprocess, preprocess_frames
-from tla.policies.tla.layout import IMAGES_PER_OBSERVATION, LAYOUTS, Layout, check_layout
+from tla.policies.tla.adapters import Visual, VLMAdapter, adapter_for
+from tla.policies.tla.layout import LAYOUTS, MEDIA_PER_OBSERVATION, Layout, check_layout
+from tla.sim.compose import NUM_STEPS
 
 IGNORE = -100
-SYSTEM_PROMPT = "You are a helpful assistant."  # Qwen2-VL's default system turn, kept for pretrained weights
-IMAGE_PAD = "<|image_pad|>"
-
-# Qwen2-VL's chat format: user turn = image then text; assistant turn = the answer.
-CHAT_TEMPLATE = (
-    "{%- for m in messages -%}"
-    "{%- if loop.first and m.role != 'system' -%}"
-    "{{ '<|im_start|>system\\n" + SYSTEM_PROMPT + "<|im_end|>\\n' }}"
-    "{%- endif -%}"
-    "{{ '<|im_start|>' + m.role + '\\n' }}"
-    "{%- if m.content is string -%}{{ m.content }}{%- else -%}{%- for c in m.content -%}"
-    "{%- if c.type == 'image' -%}{{ '<|vision_start|><|image_pad|><|vision_end|>' }}"
-    "{%- elif c.type == 'text' -%}{{ c.text }}{%- endif -%}"
-    "{%- endfor -%}{%- endif -%}"
-    "{{ '<|im_end|>\\n' }}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
-)
 
 
 def messages(shape: str, answer: str | None = None, content: list[dict] | None = None) -> list[dict]:
@@ -55,72 +39,85 @@ def messages(shape: str, answer: str | None = None, content: list[dict] | None =
 
 
 class TLAProcessor:
-    """Frames -> (preprocessed) layout images -> pixel patches, prompt -> token ids (+ labels), batched.
+    """Frames -> (preprocessed) layout images / videos -> model pixel inputs, prompt -> token ids (+ labels),
+    batched.
 
-    `image_size` is the side of every layout image: the composite's for `composite`, each frame's for
-    `frames`."""
+    `image_size` is the side of every layout image or video frame: the composite's for `composite`, each
+    frame's for `frames` and `video`. `adapter`: the VLM's (default Qwen2-VL)."""
 
     def __init__(self, tokenizer, image_size: int, preprocess: FramePreprocess | None = None,
-                 layout: str = "composite"):
+                 layout: str = "composite", adapter: VLMAdapter | None = None):
         self.layout = check_layout(layout, image_size)
-        tokenizer.chat_template = CHAT_TEMPLATE
+        self.adapter = adapter or adapter_for()
+        tokenizer.chat_template = self.adapter.chat_template
         self.tokenizer = tokenizer
         self.image_size = image_size
-        self.images_per_observation = IMAGES_PER_OBSERVATION[layout]
         self.preprocess = preprocess or FramePreprocess()
-        # min = max = the image's area: smart_resize keeps the (already 28-aligned) images as they are
-        self.image_processor = Qwen2VLImageProcessorPil(min_pixels=image_size**2, max_pixels=image_size**2)
-        self.merge = self.image_processor.merge_size
+        self.image_processor = self.adapter.image_processor(image_size)
+        self.merge = self.adapter.merge_size
         ids = tokenizer.convert_tokens_to_ids
-        self.im_end_id = ids("<|im_end|>")
-        self.image_token_id = ids(IMAGE_PAD)
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else ids("<|endoftext|>")
+        self.end_id = ids(self.adapter.end_token)
+        self.placeholder_ids = {kind: ids(tok) for kind, tok in self.adapter.placeholders.items()}
+        pad = tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else ids(self.adapter.pad_token)
 
-    # --- image ---
+    # --- pixels ---
     def lay_out(self, observation) -> Layout:
         return LAYOUTS[self.layout](self.frames(observation), self.image_size)
 
-    def images(self, observations, layouts: list[Layout] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, 8, H, W, 3) uint8 -> pixel_values (sum of patches, 3*2*14*14), image_grid_thw (B * I, 3),
-        I = images per observation (1 for the composite, 8 for frames), sample-major."""
-        layouts = layouts or [self.lay_out(o) for o in observations]
-        out = self.image_processor(images=[im for lay in layouts for im in lay.images], return_tensors="pt")
-        return out["pixel_values"], out["image_grid_thw"]
-
     def frames(self, observation) -> np.ndarray:
-        """One observation (8, H, W, 3) uint8 as the vision tower sees it, before tiling."""
+        """One observation (8, H, W, 3) uint8 as the vision tower sees it, before the layout."""
         return preprocess_frames(np.asarray(observation), self.preprocess)
 
+    def visual(self, layouts: list[Layout]) -> tuple[dict[str, torch.Tensor], list[list[int]]]:
+        """The layouts' images and videos as model inputs (sample-major), and per layout the placeholder
+        token count of each image / video in its content order."""
+        images = [im for lay in layouts for im in lay.images]
+        videos = [v for lay in layouts for v in lay.videos]
+        inputs, counts = {}, {}
+        for kind, media, encode in (("image", images, self.adapter.encode_images),
+                                    ("video", videos, self.adapter.encode_videos)):
+            if media:
+                enc: Visual = encode(self.image_processor, media)
+                inputs.update(enc.inputs)
+                counts[kind] = iter(enc.tokens)
+        tokens = [[next(counts[c["type"]]) for c in lay.content if c["type"] in self.adapter.placeholders]
+                  for lay in layouts]
+        return inputs, tokens
+
     def patch_grid(self) -> tuple[int, int]:
-        """(rows, cols) of 14 px patches in one layout image."""
-        side = self.image_size // self.image_processor.patch_size
+        """(rows, cols) of patches in one layout image or video frame."""
+        side = self.image_size // self.adapter.patch_size
         return side, side
 
-    def num_image_tokens(self, grid_thw) -> int:
-        t, h, w = (int(v) for v in grid_thw)
-        return t * h * w // self.merge**2
+    @property
+    def position_grids(self) -> int:
+        """Patch grids per observation: one per image, one per temporal slice of each video."""
+        images, videos = MEDIA_PER_OBSERVATION[self.layout]
+        return images + videos * (NUM_STEPS // self.adapter.temporal_patch_size)
 
     # --- text ---
-    def prompt(self, shape: str, n_image_tokens: int | list[int], content: list[dict] | None = None) -> str:
-        """The chat text up to the answer; the k-th image's <|image_pad|> is repeated n_image_tokens[k]
-        times (an int: one image)."""
-        counts = [n_image_tokens] if isinstance(n_image_tokens, int) else list(n_image_tokens)
+    def prompt(self, shape: str, n_tokens: int | list[int], content: list[dict] | None = None) -> str:
+        """The chat text up to the answer; the k-th image / video placeholder is repeated n_tokens[k] times
+        (an int: one image)."""
+        counts = [n_tokens] if isinstance(n_tokens, int) else list(n_tokens)
         text = self.tokenizer.apply_chat_template(messages(shape, content=content), tokenize=False,
                                                   add_generation_prompt=True)
-        parts = text.split(IMAGE_PAD)
-        if len(parts) != len(counts) + 1:
-            raise ValueError(f"the prompt has {len(parts) - 1} images but {len(counts)} token counts")
-        return parts[0] + "".join(IMAGE_PAD * n + p for n, p in zip(counts, parts[1:]))
+        parts = re.split(f"({'|'.join(map(re.escape, self.adapter.placeholders.values()))})", text)
+        if len(parts) != 2 * len(counts) + 1:
+            raise ValueError(f"the prompt has {len(parts) // 2} images / videos but {len(counts)} token "
+                             "counts")
+        return parts[0] + "".join(parts[2 * k + 1] * n + parts[2 * k + 2] for k, n in enumerate(counts))
 
     def encode(
-        self, shape: str, n_image_tokens: int | list[int], answer: str | None = None,
+        self, shape: str, n_tokens: int | list[int], answer: str | None = None,
         content: list[dict] | None = None,
     ) -> tuple[list[int], list[int]]:
-        """Token ids and labels: the prompt is -100, the answer and its <|im_end|> are the targets."""
-        ids = self.tokenizer(self.prompt(shape, n_image_tokens, content), add_special_tokens=False)["input_ids"]
+        """Token ids and labels: the prompt is -100, the answer and its end token are the targets."""
+        ids = self.tokenizer(self.prompt(shape, n_tokens, content), add_special_tokens=False)["input_ids"]
         labels = [IGNORE] * len(ids)
         if answer is not None:
-            ans = self.tokenizer(answer, add_special_tokens=False)["input_ids"] + [self.im_end_id]
+            ans = self.tokenizer(answer, add_special_tokens=False)["input_ids"] + [self.end_id]
             ids, labels = ids + ans, labels + ans
         return ids, labels
 
@@ -135,24 +132,14 @@ class TLAProcessor:
         """Training batches (answers given) are right-padded; generation batches are left-padded so every
         prompt ends at the last position, where generation continues."""
         layouts = [self.lay_out(o) for o in observations]
-        pixel_values, grid = self.images(observations, layouts)
-        per = self.images_per_observation
-        enc = [
-            self.encode(s, [self.num_image_tokens(g) for g in grid[i * per : (i + 1) * per]],
-                        answers[i] if answers is not None else None, layouts[i].content)
-            for i, s in enumerate(shapes)
-        ]
+        pixels, tokens = self.visual(layouts)
+        enc = [self.encode(s, tokens[i], answers[i] if answers is not None else None, layouts[i].content)
+               for i, s in enumerate(shapes)]
         left = answers is None
         ids = self._pad([e[0] for e in enc], self.pad_id, left)
         mask = self._pad([[1] * len(e[0]) for e in enc], 0, left)
-        out = {
-            "input_ids": ids,
-            "attention_mask": mask,
-            "pixel_values": pixel_values,
-            "image_grid_thw": grid,
-            # modality per token (0 text, 1 image): transformers 5 needs it to lay out M-RoPE positions
-            "mm_token_type_ids": (ids == self.image_token_id).long(),
-        }
+        out = {"input_ids": ids, "attention_mask": mask, **pixels,
+               **self.adapter.extra_inputs(ids, self.tokenizer)}
         if answers is not None:
             out["labels"] = self._pad([e[1] for e in enc], IGNORE, left)
         return out

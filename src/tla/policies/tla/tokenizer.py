@@ -1,8 +1,8 @@
 """Tokenizer for the random-init tiny backbone, trained in-process so nothing is downloaded.
 
-Byte-level BPE (any text stays encodable) with the Qwen special tokens and one token per digit (digits are
-split before BPE), trained on the prompt/answer corpus. Training is deterministic for a fixed corpus, and
-the result is saved with the run so a run reloads exactly the same vocabulary.
+Byte-level BPE (any text stays encodable) with the VLM adapter's special tokens and one token per digit
+(digits are split before BPE), trained on the prompt/answer corpus. Training is deterministic for a fixed
+corpus, and the result is saved with the run so a run reloads exactly the same vocabulary.
 """
 
 from __future__ import annotations
@@ -13,26 +13,16 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from tla.data.text import encode_action, instruction
+from tla.policies.tla.adapters import VLMAdapter, adapter_for
 from tla.sim.geometry import SHAPES as SIM_SHAPES
 
-SPECIAL_TOKENS = (
-    "<|endoftext|>",  # pad
-    "<|im_start|>",
-    "<|im_end|>",  # end of turn = end of the answer (eos)
-    "<|vision_start|>",
-    "<|vision_end|>",
-    "<|image_pad|>",
-    "<|video_pad|>",
-)
 # the simulator's shapes (one registry: tla.sim.geometry.SHAPES), then names a user may add, so their
 # instructions stay a few tokens long
 CORPUS_SHAPES = (*SIM_SHAPES, "circle", "rectangle", "ellipse", "star")
 
 
-def _corpus() -> list[str]:
-    from tla.policies.tla.processing import SYSTEM_PROMPT
-
-    texts = [SYSTEM_PROMPT, "system\nuser\nassistant\n"] + [instruction(s) for s in CORPUS_SHAPES]
+def _corpus(adapter: VLMAdapter) -> list[str]:
+    texts = [*adapter.template_texts] + [instruction(s) for s in CORPUS_SHAPES]
     grid = range(-160, 161, 7)  # covers every sign, digit count and separator of the answers
     texts += [
         encode_action((a / 100, b / 100, c / 100))
@@ -41,7 +31,9 @@ def _corpus() -> list[str]:
     return texts
 
 
-def train_tiny_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerFast:
+def train_tiny_tokenizer(vocab_size: int = 512, adapter: VLMAdapter | None = None) -> PreTrainedTokenizerFast:
+    adapter = adapter or adapter_for()
+    specials = list(adapter.special_tokens)
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
@@ -49,14 +41,14 @@ def train_tiny_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerFast:
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=list(SPECIAL_TOKENS),
+        special_tokens=specials,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_corpus(), trainer=trainer)
+    tok.train_from_iterator(_corpus(adapter), trainer=trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        additional_special_tokens=list(SPECIAL_TOKENS[1:]),
+        eos_token=adapter.end_token,
+        pad_token=adapter.pad_token,
+        additional_special_tokens=[t for t in specials if t != adapter.pad_token],
     )
