@@ -167,21 +167,6 @@ def run_sim_config(run: Path, data: Path | None):
     return SimConfig()
 
 
-def load_with_decode(run: str, decode: str | None = None):
-    """The trained policy of `run`; a TLA run with `decode` set acts by that `generate.decode` instead of
-    its own (a module-level function: spawned closed-loop workers unpickle it)."""
-    from tla.policies.registry import load_policy
-
-    policy = load_policy(run)
-    if decode is not None:
-        if getattr(policy, "name", "") != "tla":
-            raise ValueError(f"decode={decode!r} applies to TLA runs only; {run} is a {policy.name} run")
-        from tla.policies.tla.config import check_decode
-
-        policy.cfg.generate.decode = check_decode(decode)
-    return policy
-
-
 def evaluate_closed_loop(run, clearances: list[float], shapes: list[str], episodes: int, out, seed: int = 0,
                          workers: int = 2, data=None, progress: bool = True, decode: str | None = None) -> list[dict]:
     """Closed-loop trials of the trained `run` on the sensor it was trained on (see run_sim_config): writes
@@ -190,12 +175,14 @@ def evaluate_closed_loop(run, clearances: list[float], shapes: list[str], episod
     import functools
 
     from tla.eval.figures import trajectory_plot
+    from tla.policies.registry import load_policy
     from tla.runinfo import write_run_metadata
 
     run, out = Path(run), Path(out)
-    load_with_decode(str(run), decode) if decode is not None else None  # a bad request fails before any work
+    if decode is not None:  # a bad request fails here, before any worker starts
+        load_policy(str(run), decode)
     sim_cfg = run_sim_config(run, Path(data) if data is not None else None)
-    factory = functools.partial(load_with_decode, str(run), decode)
+    factory = functools.partial(load_policy, str(run), decode)
     recs = run_closed_loop(factory, list(shapes), [float(c) for c in clearances], episodes, base_seed=seed,
                            sim_cfg=sim_cfg, workers=workers, progress=progress)
     rows = save_results(recs, out)

@@ -101,12 +101,7 @@ def evaluate_offline(run, data, split: str, out, limit: int = 0, batch_size: int
     from tla.sim.observation import check_same_spec
 
     out = Path(out)
-    policy = load_policy(run)
-    kwargs = {}
-    if decode is not None:
-        if getattr(policy, "name", "") != "tla":
-            raise ValueError(f"decode={decode!r} applies to TLA runs only; {run} is a {policy.name} run")
-        kwargs["decode"] = decode
+    policy = load_policy(run, decode)
     ds = TactileDataset(data, split, modality=policy_modality(policy))
     check_same_spec(policy.observation_spec, ds.observation_spec, f"{data} ({split})")
     geometry = from_dict(SimConfig, ds.sim_config).geometry
@@ -118,7 +113,7 @@ def evaluate_offline(run, data, split: str, out, limit: int = 0, batch_size: int
         for start in range(0, n, batch_size):
             items = [ds[i] for i in range(start, min(start + batch_size, n))]
             batch = batch_for(policy, np.stack([it["frames"] for it in items]), [it["shape"] for it in items])
-            pred = policy.predict(batch, **kwargs)
+            pred = policy.predict(batch)
             actions.append(pred.actions)
             texts += pred.texts or [None] * len(items)
             ok.append(np.ones(len(items), bool) if pred.parse_ok is None else pred.parse_ok)
@@ -131,7 +126,7 @@ def evaluate_offline(run, data, split: str, out, limit: int = 0, batch_size: int
     metrics.update(policy=getattr(policy, "name", "?"), run=str(run), data=str(data), split=split,
                    torch_threads=threads)
     if getattr(policy, "name", "") == "tla":
-        metrics["decode"] = decode or policy.cfg.generate.decode
+        metrics["decode"] = policy.cfg.generate.decode
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(dumps(metrics, indent=2))  # NaN (no GCR sample) -> null
     with open(out / "predictions.jsonl", "w") as f:

@@ -129,7 +129,7 @@ def _detach_position_table(policy):
 
 
 def _generation_config(policy):
-    """The base's generation config with the policy's decoding on top (what `TLAPolicy.generate_text` uses)."""
+    """The base's generation config with the policy's decoding on top (what `TLAPolicy.predict` uses)."""
     import copy
 
     g = policy.cfg.generate

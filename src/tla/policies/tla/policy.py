@@ -111,12 +111,6 @@ class TLAPolicy(TrainablePolicy):
 
     # --- inference ---
     @torch.no_grad()
-    def generate_text(self, observations, shapes: list[str], num_beams: int | None = None) -> list[str]:
-        """The top beam's answer text per observation."""
-        beams = self.cfg.generate.num_beams if num_beams is None else num_beams
-        return self._generate(observations, shapes, beams, 1)[0][:, 0].tolist()
-
-    @torch.no_grad()
     def _generate(self, observations, shapes: list[str], beams: int, returned: int):
         """Beam search; the `returned` best beams per observation: texts (B, returned) and their total
         log-probabilities (B, returned) (length_penalty 0, so the score of a beam is its probability)."""
