@@ -1,18 +1,42 @@
-"""`tla reproduce --preset smoke` runs the whole chain and resumes from its stage markers."""
+"""`tla reproduce --preset smoke` runs the whole chain, resumes from its stage markers, and a run killed
+(SIGKILL) at seeded random moments reruns to exactly the uninterrupted run's outputs.
+
+One test runs the smoke chain once, uninterrupted, and every check reads that run (a second run for each
+check would double the suite's longest test)."""
 
 import json
+import subprocess
+import time
+from pathlib import Path
 
+import numpy as np
 import pytest
+from faults import complete, differences, kill, start, steps_once
 from typer.testing import CliRunner
 
 from tla.cli import app
 
+RNG_SEED = 20251201
+
+
+def _reproduce(out: Path) -> list[str]:
+    return ["reproduce", "--preset", "smoke", "--out", str(out)]
+
 
 @pytest.mark.slow
-def test_reproduce_smoke_writes_all_four_tables_and_resumes(tmp_path):
-    out = tmp_path / "repro"
-    res = CliRunner().invoke(app, ["reproduce", "--preset", "smoke", "--out", str(out)])
-    assert res.exit_code == 0, res.output
+def test_reproduce_smoke_tables_resume_refusals_and_kills(tmp_path):
+    """One uninterrupted `tla reproduce --preset smoke` (a subprocess, as a user runs it; its smoke dataset
+    built inside) serves every check below, in this order: the last ones rerun in its folder."""
+    out = tmp_path / "uninterrupted"
+    complete(_reproduce(out), tmp_path / "uninterrupted.log")
+    _check_tables(out)
+    _check_kills(out, tmp_path / "kills")
+    _check_resume_and_refusals(out, tmp_path)
+    _check_ablation_reuse(out, tmp_path)
+
+
+def _check_tables(out: Path) -> None:
+    """All four tables, the oracle rows, the robustness and hard tables, the budgets and inputs."""
     report = (out / "report.md").read_text()
     for title in ("## Table I", "## Table II", "## Table III", "## Table IV", "## Figure 4", "Wall time per stage"):
         assert title in report
@@ -49,6 +73,10 @@ def test_reproduce_smoke_writes_all_four_tables_and_resumes(tmp_path):
     assert "| **marker_flow**, 48x64 px |" in report
     assert "distinct answers (modal %)" in report
     assert "NaN" not in (out / "results.json").read_text()
+
+
+def _check_resume_and_refusals(out: Path, tmp_path: Path) -> None:
+    """A rerun skips every stage; another seed or preset in the folder, or a missing --data, is refused."""
     stamps = {p.name: p.stat().st_mtime for p in (out / "stages").glob("*.json")}
     again = CliRunner().invoke(app, ["reproduce", "--preset", "smoke", "--out", str(out)])
     assert again.exit_code == 0, again.output
@@ -65,6 +93,8 @@ def test_reproduce_smoke_writes_all_four_tables_and_resumes(tmp_path):
                                     "--data", str(tmp_path / "no-such-data")])
     assert typo.exit_code == 2 and "no meta/info.json" in typo.output and not (tmp_path / "no-such-data").exists()
 
+
+def _check_ablation_reuse(out: Path, tmp_path: Path) -> None:
     # tla ablate --reuse: the reproduce run's seed-0 SP-TLA and BC are the ablation's identical runs
     from tla.experiments.ablation import TINY_PRESET, AblationConfig, ablate
 
@@ -87,6 +117,45 @@ def test_reproduce_smoke_writes_all_four_tables_and_resumes(tmp_path):
 
     assert not reusable_run(out / "runs" / "sp_tla", out / "data", "tla", 5,
                             ["train.batch_size=4", "train.val_fraction=0.1", "model.seed=0", "train.seed=0"])
+
+
+
+def _kill_after_stages(args: list[str], out: Path, stages: int, delay: float, log: Path) -> str:
+    """Start `tla reproduce`; once it has begun (reproduce.json written) and finished `stages` stages, wait
+    `delay` s more and SIGKILL its process group. Kills mid-stage on any machine speed."""
+    p = start(args, log)
+    while p.poll() is None and not ((out / "reproduce.json").exists()
+                                    and len(list((out / "stages").glob("*.json"))) >= stages):
+        time.sleep(0.02)
+    try:
+        p.wait(delay)
+    except subprocess.TimeoutExpired:  # still running after the delay: the kill lands
+        kill(p)
+        return f"killed {delay:.2f} s after stage {stages}"
+    assert p.returncode == 0, f"exited {p.returncode} before its kill:\n{log.read_text()[-3000:]}"
+    return f"finished before the kill after stage {stages}"
+
+
+
+def _check_kills(ref: Path, work: Path) -> None:
+    """Three SIGKILLs at seeded moments (after a random number of finished stages, plus up to 2 s: inside the
+    data build, a training run or an evaluation), each followed by a plain rerun, then a rerun to the end:
+    every table, prediction and weight file equals the uninterrupted run's (tests/faults.py lists what may
+    differ: wall-clock fields, the run folder's own path)."""
+    work.mkdir()
+    out = work / "killed"
+    n_stages = len(list((ref / "stages").glob("*.json")))
+    rng = np.random.default_rng(RNG_SEED)
+    after = np.sort(rng.choice(n_stages, size=3, replace=False))
+    delays = rng.uniform(0.0, 2.0, size=3)
+    log = work / "killed.log"
+    story = [_kill_after_stages(_reproduce(out), out, int(k), float(d), log) for k, d in zip(after, delays)]
+    assert any(s.startswith("killed") for s in story), story
+    complete(_reproduce(out), log)
+    print("reproduce", story)
+    assert differences(ref, out) == [], story
+    for run in (out / "runs").iterdir():
+        steps_once(run / "train_log.jsonl")
 
 
 def test_a_folder_from_an_older_version_is_refused(tmp_path):
