@@ -166,8 +166,10 @@ def ablate(
     out: Path = typer.Option(Path("outputs/ablation-tiny"), help="output folder (rerun to resume)"),
     data: Path = typer.Option(None, help="reuse an existing tiny dataset (e.g. make demo's) instead of building one"),
     seeds: str = typer.Option("0,1,2", help="comma-separated seeds (model initialisation and data order)"),
-    variants: str = typer.Option("", help="comma-separated row names of tla.experiments.ablation.VARIANTS (default: "
-                                 "the paper input, each tiny-preset departure alone and together, BC on both inputs)"),
+    variants: str = typer.Option("", help="comma-separated row names of tla.experiments.ablation.VARIANTS, or "
+                                 "`answers` (the tiny preset's plain answer vs contact reasoning and constrained "
+                                 "decoding; default: the paper input, each tiny-preset departure alone and "
+                                 "together, BC on both inputs)"),
     episodes: int = typer.Option(50, help="closed-loop episodes per run"),
     tla_steps: int = typer.Option(None, help="SP-TLA optimizer steps (default: tla reproduce tiny's)"),
     bc_steps: int = typer.Option(None, help="BC optimizer steps (default: tla reproduce tiny's)"),
@@ -178,10 +180,12 @@ def ablate(
 ):
     """SP-TLA input ablation (paper input vs each departure of the tiny preset) over seeds, BC beside it:
     offline metrics on sp_test and one closed-loop condition, with the spread over seeds."""
-    from tla.experiments.ablation import DEFAULT_VARIANTS, AblationConfig
+    from tla.experiments.ablation import ANSWER_VARIANTS, DEFAULT_VARIANTS, AblationConfig
     from tla.experiments.ablation import ablate as run
 
     chosen = tuple(v.strip() for v in variants.split(",") if v.strip()) or DEFAULT_VARIANTS
+    if chosen == ("answers",):
+        chosen = ANSWER_VARIANTS
     steps = {k: v for k, v in (("tla_steps", tla_steps), ("bc_steps", bc_steps)) if v is not None}
     cfg = AblationConfig(seeds=tuple(int(s) for s in seeds.split(",") if s.strip()), variants=chosen,
                          episodes=episodes, workers=workers, **steps)

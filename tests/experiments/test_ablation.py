@@ -6,6 +6,7 @@ import json
 import pytest
 
 from tla.experiments.ablation import (
+    ANSWER_VARIANTS,
     DEFAULT_VARIANTS,
     PAPER_INPUT,
     TINY_PRESET,
@@ -24,11 +25,12 @@ def test_variants_go_from_the_paper_input_to_the_tiny_preset():
     paper = tla_preset("tiny", list(PAPER_INPUT))
     assert paper.modality == "rgb" and paper.preprocess.identity and not paper.model.position_table
     # the rows marked "tiny preset" are exactly the presets (overrides name every input setting)
-    policy, _, ov, decode = VARIANTS[TINY_PRESET["tla"]]
+    policy, _, ov, decode, constrained = VARIANTS[TINY_PRESET["tla"]]
     assert policy == "tla" and tla_preset("tiny", list(ov)) == tla_preset("tiny")
     assert decode == tla_preset("tiny").generate.decode == "mean"  # the decoding is the preset's, too
+    assert constrained is tla_preset("tiny").generate.constrained is False
     assert VARIANTS["SP-TLA paper input (rgb)"][3] == "top"  # the paper acts on the top beam
-    policy, _, ov, _ = VARIANTS[TINY_PRESET["bc"]]
+    policy, _, ov, *_ = VARIANTS[TINY_PRESET["bc"]]
     assert policy == "bc" and build_policy("bc", "tiny", list(ov)).config == BCConfig.preset_config("tiny")
     all_runs = runs(AblationConfig(seeds=(0, 1)))
     evals = [r.eval_key for r in all_runs]
@@ -39,6 +41,15 @@ def test_variants_go_from_the_paper_input_to_the_tiny_preset():
     top, mean = by_eval["tla_flow_table_s1"], by_eval["tla_flow_table_mean_s1"]
     assert top.key == mean.key == "tla_flow_table_s1" and top.overrides == mean.overrides
     assert len({r.key for r in all_runs}) == 2 * (len(DEFAULT_VARIANTS) - 2)
+    # so does a constrained-decoding row; contact reasoning trains its own run (another target text)
+    answers = {r.row: r for r in runs(AblationConfig(seeds=(1,), variants=ANSWER_VARIANTS))}
+    constrained_row = answers["SP-TLA tiny preset + constrained decoding"]
+    assert constrained_row.key == "tla_flow_table_s1" and constrained_row.constrained
+    assert constrained_row.eval_key == "tla_flow_table_mean_constrained_s1"
+    contact = answers["SP-TLA tiny preset + contact reasoning"]
+    assert contact.key == "tla_flow_table_contact_s1" and "answer=contact_action" in contact.overrides
+    policy_overrides = [o for o in contact.overrides if not o.startswith("train.")]
+    assert tla_preset("tiny", policy_overrides).answer == "contact_action"  # a valid config
 
 
 @pytest.mark.slow
@@ -89,3 +100,22 @@ def test_ablation_on_smoke_data_reports_every_seed_and_resumes(tmp_path):
     one = ablate(AblationConfig(**{**cfg.__dict__, "seeds": (1,)}), out)
     assert one["rows"]["BC rgb"]["seeds"] == [1] and one["rows"]["BC rgb"]["direction_x"]["std"] is None
     assert {p.name: p.stat().st_mtime for p in (out / "stages").glob("*.json")} == stamps
+
+
+@pytest.mark.slow
+def test_the_answer_rows_train_contact_reasoning_and_decode_within_the_grammar(tmp_path, smoke_ds):
+    row = "SP-TLA tiny preset + contact reasoning + constrained decoding"
+    cfg = AblationConfig(data_preset="smoke", seeds=(0,), variants=(row,), tla_steps=3, bc_steps=3, episodes=1,
+                         clearance=2.0, train_overrides=["train.batch_size=4", "train.val_fraction=0.1"])
+    out = tmp_path / "abl"
+    res = ablate(cfg, out, data=smoke_ds[0])
+    (r,) = res["rows"][row]["runs"]
+    assert r["run"] == "tla_flow_table_contact_mean_constrained_s0" and r["constrained"]
+    assert r["parse_failure_rate"] == 0.0  # 3 training steps: only the grammar makes these answers parse
+    metrics = json.loads((out / "offline" / r["run"] / "metrics.json").read_text())
+    assert metrics["constrained"] is True
+    pred = json.loads((out / "offline" / r["run"] / "predictions.jsonl").read_text().splitlines()[0])
+    assert pred["text"].startswith("contact: ") and "; action: [" in pred["text"]
+    trained = json.loads((out / "runs" / "tla_flow_table_contact_s0" / "config.json").read_text())
+    assert trained["policy_config"]["answer"] == "contact_action"
+    assert "contact reasoning" in (out / "report.md").read_text()

@@ -175,7 +175,8 @@ def test_decode_mean_with_one_beam_is_the_top_answer_and_mean_never_raises(monke
     assert pred.actions.shape == (2, 3) and pred.extras["parse_failures"] == int((~pred.parse_ok).sum())
 
     # the aggregation on known beams: the text is the top beam's, the action the weighted mean
-    def beams(observations, shapes, n_beams, returned):
+    def beams(observations, shapes, n_beams, returned, constrained):
+        assert not constrained  # the run's default: free beam search
         assert returned == n_beams == 2
         texts = np.array([["[0, 100, -150]", "[40, 100, -50]"], ["oops", "[100, 0, 0]"]], dtype=object)
         return texts, np.log([[0.75, 0.25], [0.9, 0.1]])

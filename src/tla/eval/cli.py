@@ -35,13 +35,16 @@ def offline(
                                 "on it in the last bits; recorded in metrics.json)"),
     decode: Decode = typer.Option(None, help="TLA runs: which action the beams give, top (the best beam) or "
                                   "mean (their probability-weighted mean); default: the run's generate.decode"),
+    constrained: bool = typer.Option(None, "--constrained/--unconstrained", help="TLA runs: beam search "
+                                     "restricted to the answer grammar (no parse failure possible) or free; "
+                                     "default: the run's generate.constrained"),
 ):
     """Tables I/II: GCR, L1 per axis (GCR samples and all), direction accuracy, one-step insertion,
     parse failures; Fig. 4 arrow plots."""
     from tla.eval.offline import GoalTolerance, evaluate_offline
 
     metrics = evaluate_offline(run, data, split, out, limit, batch_size, GoalTolerance(eta, eta_rz),
-                               progress=not json_out, threads=threads, decode=decode)
+                               progress=not json_out, threads=threads, decode=decode, constrained=constrained)
     if metrics["collapse"]["collapsed"]:
         from tla.policies.collapse import CollapseCheck
 
@@ -66,13 +69,15 @@ def closed_loop(
     json_out: bool = typer.Option(False, "--json"),
     decode: Decode = typer.Option(None, help="TLA runs: act on the top beam or the mean of the beams "
                                   "(default: the run's generate.decode)"),
+    constrained: bool = typer.Option(None, "--constrained/--unconstrained", help="TLA runs: beam search "
+                                     "restricted to the answer grammar or free (default: the run's)"),
 ):
     """Tables III/IV: success within the attempt budget (Wilson 95% CI) and mean steps."""
     from tla.eval.closed_loop import evaluate_closed_loop
     from tla.sim.cli import print_summary
 
     rows = evaluate_closed_loop(run, _csv(clearances, float), _csv(shapes), episodes, out, seed, workers, data,
-                                progress=not json_out, decode=decode)
+                                progress=not json_out, decode=decode, constrained=constrained)
     if json_out:
         print(json.dumps(rows))
     else:

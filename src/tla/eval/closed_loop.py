@@ -168,10 +168,11 @@ def run_sim_config(run: Path, data: Path | None):
 
 
 def evaluate_closed_loop(run, clearances: list[float], shapes: list[str], episodes: int, out, seed: int = 0,
-                         workers: int = 2, data=None, progress: bool = True, decode: str | None = None) -> list[dict]:
+                         workers: int = 2, data=None, progress: bool = True, decode: str | None = None,
+                         constrained: bool | None = None) -> list[dict]:
     """Closed-loop trials of the trained `run` on the sensor it was trained on (see run_sim_config): writes
-    out/{records.jsonl, summary.json, trajectories.png, run metadata}; returns the summary rows. `decode`
-    (TLA runs only): act by this `generate.decode` instead of the run's."""
+    out/{records.jsonl, summary.json, trajectories.png, run metadata}; returns the summary rows. `decode`,
+    `constrained` (TLA runs only): act by this `generate.decode` / `generate.constrained` instead of the run's."""
     import functools
 
     from tla.eval.figures import trajectory_plot
@@ -179,15 +180,16 @@ def evaluate_closed_loop(run, clearances: list[float], shapes: list[str], episod
     from tla.runinfo import write_run_metadata
 
     run, out = Path(run), Path(out)
-    if decode is not None:  # a bad request fails here, before any worker starts
-        load_policy(str(run), decode)
+    if decode is not None or constrained is not None:  # a bad request fails here, before any worker starts
+        load_policy(str(run), decode, constrained)
     sim_cfg = run_sim_config(run, Path(data) if data is not None else None)
-    factory = functools.partial(load_policy, str(run), decode)
+    factory = functools.partial(load_policy, str(run), decode, constrained)
     recs = run_closed_loop(factory, list(shapes), [float(c) for c in clearances], episodes, base_seed=seed,
                            sim_cfg=sim_cfg, workers=workers, progress=progress)
     rows = save_results(recs, out)
     trajectory_plot(recs, out / "trajectories.png")
-    write_run_metadata(out, sim_cfg if decode is None else {"sim_config": asdict(sim_cfg), "decode": decode}, seed)
+    options = {k: v for k, v in (("decode", decode), ("constrained", constrained)) if v is not None}
+    write_run_metadata(out, {"sim_config": asdict(sim_cfg), **options} if options else sim_cfg, seed)
     return rows
 
 

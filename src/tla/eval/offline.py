@@ -82,11 +82,13 @@ def offline_metrics(actions, labels, errors, clearances, shapes, parse_ok=None,
 
 def evaluate_offline(run, data, split: str, out, limit: int = 0, batch_size: int = 16,
                      tol: GoalTolerance = GoalTolerance(), progress: bool = True,
-                     threads: int = EVAL_THREADS, decode: str | None = None) -> dict:
+                     threads: int = EVAL_THREADS, decode: str | None = None,
+                     constrained: bool | None = None) -> dict:
     """Score the trained `run` on `split` of `data` (read in the run's modality; its spec must match the
     run's): writes out/{metrics.json, predictions.jsonl, fig4.png, run metadata}; returns the metrics.
     Predictions run on `threads` torch threads (the results depend on the count: it is recorded).
-    `decode` (TLA runs only): score with this `generate.decode` instead of the run's."""
+    `decode`, `constrained` (TLA runs only): score with this `generate.decode` / `generate.constrained`
+    instead of the run's."""
     import json
     from pathlib import Path
 
@@ -101,7 +103,7 @@ def evaluate_offline(run, data, split: str, out, limit: int = 0, batch_size: int
     from tla.sim.observation import check_same_spec
 
     out = Path(out)
-    policy = load_policy(run, decode)
+    policy = load_policy(run, decode, constrained)
     ds = TactileDataset(data, split, modality=policy_modality(policy))
     check_same_spec(policy.observation_spec, ds.observation_spec, f"{data} ({split})")
     geometry = from_dict(SimConfig, ds.sim_config).geometry
@@ -127,6 +129,7 @@ def evaluate_offline(run, data, split: str, out, limit: int = 0, batch_size: int
                    torch_threads=threads)
     if getattr(policy, "name", "") == "tla":
         metrics["decode"] = policy.cfg.generate.decode
+        metrics["constrained"] = policy.cfg.generate.constrained
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(dumps(metrics, indent=2))  # NaN (no GCR sample) -> null
     with open(out / "predictions.jsonl", "w") as f:
@@ -136,5 +139,5 @@ def evaluate_offline(run, data, split: str, out, limit: int = 0, batch_size: int
     arrow_plot(errors, actions, labels, out / "fig4.png", title=f"{metrics['policy']} on {split}", tol=tol)
     write_run_metadata(out, {"run": str(run), "data": str(data), "split": split, "limit": limit,
                              "eta": tol.eta, "eta_rz": tol.eta_rz, "torch_threads": threads,
-                             "decode": decode}, None)
+                             "decode": decode, "constrained": constrained}, None)
     return metrics

@@ -22,6 +22,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from rich.console import Console
@@ -32,29 +33,51 @@ from tla.runinfo import describe_hardware, hardware, run_metadata
 
 console = Console()
 
-# row name -> (policy, run key stem, training overrides, decode). Overrides are absolute (every input setting
-# is named), so a row means the same whatever the presets say; the stems of the first rows are those of
-# earlier versions of this table, so their finished runs stay valid (their inputs have not changed).
-# `decode` (TLA) is how the run's beams become an action when it is evaluated (`generate.decode`): it needs
-# no training, so the rows of one stem share their training runs and differ only in evaluation.
+class Variant(NamedTuple):
+    """One row: the policy, its run key stem, its training overrides and how it is evaluated.
+
+    Overrides are absolute (every input setting is named), so a row means the same whatever the presets say;
+    the stems of the first rows are those of earlier versions of this table, so their finished runs stay
+    valid (their inputs have not changed). `decode` and `constrained` (TLA) are inference settings
+    (`generate.decode`: how the beams become an action; `generate.constrained`: beam search restricted to
+    the answer grammar): they need no training, so the rows of one stem share their training runs and differ
+    only in evaluation."""
+
+    policy: str
+    stem: str
+    overrides: tuple[str, ...]
+    decode: str | None
+    constrained: bool = False
+
+
 RGB_PAPER = ("modality=rgb", "preprocess.demarker=false", "preprocess.contrast=false", "model.position_table=false")
 FLOW = ("modality=marker_flow", "preprocess.demarker=false", "preprocess.contrast=false")
 FLOW_TABLE = (*FLOW, "model.position_table=true")
-VARIANTS: dict[str, tuple[str, str, tuple[str, ...], str | None]] = {
-    "SP-TLA paper input (rgb)": ("tla", "tla_paper_input", RGB_PAPER, "top"),
-    "SP-TLA paper input + mean of beams": ("tla", "tla_paper_input", RGB_PAPER, "mean"),
-    "SP-TLA rgb + demarker + contrast": ("tla", "tla_demarker_contrast", (
+# contact reasoning (the answer states the contact before the action) needs a longer decoding budget
+CONTACT = (*FLOW_TABLE, "answer=contact_action", "generate.max_new_tokens=78")
+VARIANTS: dict[str, Variant] = {
+    "SP-TLA paper input (rgb)": Variant("tla", "tla_paper_input", RGB_PAPER, "top"),
+    "SP-TLA paper input + mean of beams": Variant("tla", "tla_paper_input", RGB_PAPER, "mean"),
+    "SP-TLA rgb + demarker + contrast": Variant("tla", "tla_demarker_contrast", (
         "modality=rgb", "preprocess.demarker=true", "preprocess.contrast=true", "model.position_table=false"), "top"),
-    "SP-TLA rgb + position table": ("tla", "tla_position_table", (
+    "SP-TLA rgb + position table": Variant("tla", "tla_position_table", (
         "modality=rgb", "preprocess.demarker=false", "preprocess.contrast=false", "model.position_table=true"), "top"),
-    "SP-TLA rgb + both": ("tla", "tla_both_tiny_preset", (
+    "SP-TLA rgb + both": Variant("tla", "tla_both_tiny_preset", (
         "modality=rgb", "preprocess.demarker=true", "preprocess.contrast=true", "model.position_table=true"), "top"),
-    "SP-TLA marker flow": ("tla", "tla_marker_flow", (*FLOW, "model.position_table=false"), "top"),
-    "SP-TLA marker flow + position table": ("tla", "tla_flow_table", FLOW_TABLE, "top"),
-    "SP-TLA marker flow + position table + mean of beams (tiny preset)": ("tla", "tla_flow_table", FLOW_TABLE, "mean"),
-    "BC rgb": ("bc", "bc", ("modality=rgb",), None),
-    "BC marker flow (tiny preset)": ("bc", "bc_flow", ("modality=marker_flow",), None),
+    "SP-TLA marker flow": Variant("tla", "tla_marker_flow", (*FLOW, "model.position_table=false"), "top"),
+    "SP-TLA marker flow + position table": Variant("tla", "tla_flow_table", FLOW_TABLE, "top"),
+    "SP-TLA marker flow + position table + mean of beams (tiny preset)": Variant("tla", "tla_flow_table", FLOW_TABLE, "mean"),
+    "SP-TLA tiny preset + constrained decoding": Variant("tla", "tla_flow_table", FLOW_TABLE, "mean", True),
+    "SP-TLA tiny preset + contact reasoning": Variant("tla", "tla_flow_table_contact", CONTACT, "mean"),
+    "SP-TLA tiny preset + contact reasoning + constrained decoding": Variant(
+        "tla", "tla_flow_table_contact", CONTACT, "mean", True),
+    "BC rgb": Variant("bc", "bc", ("modality=rgb",), None),
+    "BC marker flow (tiny preset)": Variant("bc", "bc_flow", ("modality=marker_flow",), None),
 }
+# the answer rows (issue: contact reasoning and constrained decoding against the plain answer), selectable
+ANSWER_VARIANTS = ("SP-TLA marker flow + position table + mean of beams (tiny preset)",
+                   "SP-TLA tiny preset + constrained decoding", "SP-TLA tiny preset + contact reasoning",
+                   "SP-TLA tiny preset + contact reasoning + constrained decoding", "BC marker flow (tiny preset)")
 PAPER_INPUT = VARIANTS["SP-TLA paper input (rgb)"][2]
 TINY_PRESET = {"tla": "SP-TLA marker flow + position table + mean of beams (tiny preset)",
                "bc": "BC marker flow (tiny preset)"}
@@ -94,19 +117,20 @@ class AblationRun:
     seed: int
     overrides: tuple[str, ...]
     decode: str | None
+    constrained: bool = False
 
 
 def runs(cfg: AblationConfig) -> list[AblationRun]:
     """Every (row, seed) of the selection, seed-major; a top-beam row keeps the evaluation key of the
-    earlier versions (= its run key), a mean-of-beams row adds `_mean`."""
+    earlier versions (= its run key), a mean-of-beams row adds `_mean`, a constrained one `_constrained`."""
     out = []
     for seed in cfg.seeds:
         for v in cfg.variants:
-            policy, stem, ov, decode = VARIANTS[v]
+            policy, stem, ov, decode, constrained = VARIANTS[v]
             seeds = [f"model.seed={seed}"] if policy == "tla" else [f"seed={seed}"]
-            suffix = "_mean" if decode == "mean" else ""
+            suffix = ("_mean" if decode == "mean" else "") + ("_constrained" if constrained else "")
             out.append(AblationRun(f"{stem}_s{seed}", f"{stem}{suffix}_s{seed}", v, policy, seed,
-                                   (*ov, *seeds, f"train.seed={seed}"), decode))
+                                   (*ov, *seeds, f"train.seed={seed}"), decode, constrained))
     return out
 
 
@@ -193,11 +217,11 @@ def ablate(cfg: AblationConfig, out: Path, data: Path | None = None, reuse: Path
             max_steps=steps, resume=resumable(run_dir / "checkpoints"), overwrite=True, overrides=overrides))
         stages.run(f"offline_{r.eval_key}", partial(
             evaluate_offline, run=run_dir, data=data, split="sp_test", out=out / "offline" / r.eval_key,
-            progress=False, decode=r.decode))
+            progress=False, decode=r.decode, constrained=r.constrained or None))
         stages.run(f"closed_loop_{r.eval_key}", partial(
             evaluate_closed_loop, run=run_dir, clearances=[cfg.clearance], shapes=[cfg.shape], episodes=cfg.episodes,
             out=out / "closed_loop" / r.eval_key, seed=0, workers=cfg.workers, data=data, progress=False,
-            decode=r.decode))
+            decode=r.decode, constrained=r.constrained or None))
     return _finish(out, cfg)
 
 
@@ -225,7 +249,8 @@ def collect(out: Path, cfg: AblationConfig, partial_ok: bool = False) -> dict:
         r["seeds"].append(seed)
         stage = json.loads((out / "stages" / f"train_{run.key}.json").read_text())
         r["runs"].append({"run": key, "train_run": run.key, "seed": seed, "reused_from": stage.get("reused_from"),
-                          "decode": run.decode,
+                          "decode": run.decode, "constrained": run.constrained,
+                          "parse_failure_rate": _clean(m.get("parse_failure_rate")),
                           **{k: _clean(m[k]) for k in METRICS},
                           "collapsed": m["collapse"]["collapsed"], "distinct_answers": m["collapse"]["distinct_answers"],
                           "success": cl["success"], "mean_steps": _clean(cl["mean_steps"])})
@@ -270,7 +295,10 @@ def write_report(out: Path, res: dict) -> Path:
         "and back, which erases the markers; the sample's mean brightness removed and the rest stretched 3x), "
         "and `mean of beams` (the action is the probability-weighted mean of the beams' actions, not the top "
         "beam's; evaluation only: the same trained runs as the row without it). Rows without it act on the "
-        "top beam, as the paper does. `(tiny preset)` marks what `make demo` trains. Nothing was tuned on "
+        "top beam, as the paper does. `contact reasoning`: the target text states the contact the simulator "
+        "reports (rim side, the pad pressing harder, the twist) before the action; `constrained decoding`: beam "
+        "search restricted to answers of the grammar (evaluation only), so no answer can fail to parse. "
+        "`(tiny preset)` marks what `make demo` trains. Nothing was tuned on "
         "sp_test (the decoding was chosen on the validation episodes of sp_train).",
         "",
         "| model | seeds | direction x % | direction y % | direction rz % | GCR % | L1 x / y / rz (all) | "
@@ -285,13 +313,14 @@ def write_report(out: Path, res: dict) -> Path:
         lines.append(f"| {name} | {', '.join(map(str, r['seeds']))} | {_cell(r['direction_x'], True)} | {_cell(r['direction_y'], True)} | "
                      f"{_cell(r['direction_rz'], True)} | {_cell(r['gcr'], True)} | {l1} | "
                      f"{_cell(r['success'], True)} | {steps} | {coll} |")
-    lines += ["", "## Per run", "", "| run | seed | direction x / y / rz % | GCR % | success % | collapsed |",
-              "|---|---|---|---|---|---|"]
+    lines += ["", "## Per run", "", "| run | seed | direction x / y / rz % | GCR % | parse failures % | "
+              "success % | collapsed |", "|---|---|---|---|---|---|---|"]
     for r in res["rows"].values():
         for x in r["runs"]:
             d = " / ".join(f"{100 * x[k]:.1f}" for k in ("direction_x", "direction_y", "direction_rz"))
             run = x["run"] + (f" (the identical run of {x['reused_from']}, not retrained)" if x.get("reused_from") else "")
-            lines.append(f"| {run} | {x['seed']} | {d} | {100 * x['gcr']:.1f} | {100 * x['success']:.0f} | "
+            parse = "n/a" if x.get("parse_failure_rate") is None else f"{100 * x['parse_failure_rate']:.1f}"
+            lines.append(f"| {run} | {x['seed']} | {d} | {100 * x['gcr']:.1f} | {parse} | {100 * x['success']:.0f} | "
                          f"{'**yes**' if x['collapsed'] else 'no'} |")
     plot = plot_ablation(res, out / "ablation.png")
     lines += ["", f"![direction accuracy by variant]({plot.name})", "", "## Wall time per stage", "",

@@ -192,6 +192,10 @@ def describe_input(inp: dict | None) -> str:
         parts.append("**position table**")
     if inp.get("decode", "top") != "top":
         parts.append(f"**{inp['decode']} of beams**")
+    if inp.get("answer", "action") == "contact_action":
+        parts.append("**contact reasoning**")
+    if inp.get("constrained"):
+        parts.append("**constrained decoding**")
     return ", ".join(parts)
 
 

@@ -242,8 +242,8 @@ def training_budget(run_dir: Path) -> dict:
 
 def model_input(policy_cfg: dict) -> dict:
     """What a model reads, from its resolved config: the modality and, where the policy has them, the
-    image size, composite size, frame preprocessing, position table and answer decoding (the paper: rgb,
-    raw, no table, the top beam)."""
+    image size, composite size, frame preprocessing, position table, answer format and decoding (the paper:
+    rgb, raw, no table, the action alone, the top beam of a free beam search)."""
     out = {"modality": policy_cfg.get("modality", "rgb")}
     for key in ("image_size", "composite_size"):
         if key in policy_cfg:
@@ -258,6 +258,11 @@ def model_input(policy_cfg: dict) -> dict:
         out["position_table"] = bool(policy_cfg["model"].get("position_table"))
     if "generate" in policy_cfg:  # TLA: which action the beams give (the paper: the top beam)
         out["decode"] = policy_cfg["generate"].get("decode", "top")
+        # departures named only where taken (the paper: the action alone, free beam search)
+        if policy_cfg.get("answer", "action") != "action":
+            out["answer"] = policy_cfg["answer"]
+        if policy_cfg["generate"].get("constrained"):
+            out["constrained"] = True
     return out
 
 

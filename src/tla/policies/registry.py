@@ -104,17 +104,21 @@ def write_trained_on(policy, directory: str | Path) -> None:
         (Path(directory) / OBSERVATION_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
 
 
-def load_policy(run_dir: str | Path, decode: str | None = None):
-    """Load any registered policy from a run dir, a checkpoint dir or a policy dir. `decode` (TLA runs
-    only): act by this `generate.decode` instead of the run's (an inference setting: no retraining)."""
+def load_policy(run_dir: str | Path, decode: str | None = None, constrained: bool | None = None):
+    """Load any registered policy from a run dir, a checkpoint dir or a policy dir. TLA runs only (inference
+    settings: no retraining): `decode` acts by this `generate.decode` instead of the run's, `constrained`
+    turns the grammar-constrained beam search (`generate.constrained`) on or off."""
     policy = policy_class(policy_name(run_dir)).load(policy_dir(run_dir))
     policy.observation_spec, policy.sim_config = trained_on(run_dir)
+    for option, value in (("decode", decode), ("constrained", constrained)):
+        if value is not None and getattr(policy, "name", "") != "tla":
+            raise ValueError(f"{option}={value!r} applies to TLA runs only; {run_dir} is a {policy.name} run")
     if decode is not None:
-        if getattr(policy, "name", "") != "tla":
-            raise ValueError(f"decode={decode!r} applies to TLA runs only; {run_dir} is a {policy.name} run")
         from tla.policies.tla.config import check_decode
 
         policy.cfg.generate.decode = check_decode(decode)
+    if constrained is not None:
+        policy.cfg.generate.constrained = bool(constrained)
     return policy
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from tla.config import apply_overrides
-from tla.data.text import DEFAULT_SCALE
+from tla.data.text import DEFAULT_SCALE, check_answer_format, longest_answer
 from tla.policies.preprocess import FramePreprocess
 from tla.policies.tla.adapters import check_adapter
 from tla.policies.tla.layout import check_layout
@@ -67,6 +67,8 @@ class GenerateConfig:
     # head gives; tla.policies.tla.policy.mean_action). The text reported is the top beam's either way.
     decode: str = "top"
     max_new_tokens: int = 24  # '[-100, -100, -150]' + end token is < 20 tokens even with one token per digit
+    # beam search restricted to the answer grammar (tla.policies.tla.grammar): no answer can fail to parse
+    constrained: bool = False
     batch_size: int = 16  # predict() splits larger batches into chunks of this size
 
 
@@ -84,6 +86,10 @@ class TLAConfig:
     # scale, removing the markers and the mean brightness makes the small model learn (tla.policies.preprocess)
     preprocess: FramePreprocess = field(default_factory=FramePreprocess)
     scale: tuple[float, float, float] = DEFAULT_SCALE  # action text scale, stored with the run
+    # the target text: "action" (the paper: '[-45, 30, -150]') or "contact_action" (contact reasoning: the
+    # contact the simulator reports, then the action, tla.data.text.encode_answer; needs
+    # generate.max_new_tokens >= 78)
+    answer: str = "action"
     max_length: int = 2048  # guard on the tokenised prompt + answer
 
     @property
@@ -99,6 +105,19 @@ def check_decode(decode: str) -> str:
     if decode not in DECODES:
         raise ValueError(f"unknown generate.decode {decode!r}; choose one of {', '.join(DECODES)}")
     return decode
+
+
+def check_answer_budget(cfg: TLAConfig, constrained: bool | None = None) -> None:
+    """With contact reasoning or constrained decoding, the decoding budget holds the longest answer of the
+    format, one token per character (the worst tokenisation, and what constrained decoding may produce), plus
+    the end token: only then is a whole answer always reachable. (A plain answer with a short budget is the
+    caller's choice: tests decode 6 tokens.)"""
+    need = len(longest_answer(check_answer_format(cfg.answer))) + 1
+    constrained = cfg.generate.constrained if constrained is None else constrained
+    if (cfg.answer != "action" or constrained) and cfg.generate.max_new_tokens < need:
+        raise ValueError(f"generate.max_new_tokens={cfg.generate.max_new_tokens} cannot hold the longest "
+                         f"{cfg.answer} answer ({need - 1} characters + the end token); set "
+                         f"generate.max_new_tokens={need}")
 
 
 def tla_preset(preset: str = "tiny", overrides: list[str] | None = None) -> TLAConfig:
@@ -130,6 +149,7 @@ def tla_preset(preset: str = "tiny", overrides: list[str] | None = None) -> TLAC
         )
     check_layout(cfg.layout, cfg.image_size)
     check_decode(cfg.generate.decode)
+    check_answer_budget(cfg)
     if cfg.model.preset == "pretrained" and not cfg.model.path:
         raise ValueError(
             "the pretrained backbone needs model.path=/local/Qwen2-VL-7B-Instruct (nothing is downloaded)"

@@ -1,8 +1,10 @@
 """TLAPolicy: a VLM (its adapter: `adapters/`, Qwen2-VL by default) behind the shared `TrainablePolicy`
 contract.
 
-Training = next-token cross-entropy on the action text (answer + end token). Inference = beam search over
-a left-padded batch, then the de-tokenizer; text that does not parse gives parse_ok False and a zero action.
+Training = next-token cross-entropy on the answer text + end token: the action (the paper), or with
+`answer=contact_action` the contact the simulator reports then the action. Inference = beam search over a
+left-padded batch (optionally restricted to the answer grammar: `generate.constrained`), then the
+de-tokenizer; text that does not parse gives parse_ok False and a zero action.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 import torch
 
 from tla.config import from_dict, to_dict
-from tla.data.text import decode_action, encode_action
+from tla.data.text import decode_action, encode_answer
 from tla.policies.base import Prediction, TrainablePolicy
 from tla.policies.tla.adapters import adapter_for
 from tla.policies.tla.config import TLAConfig, tla_preset
@@ -48,6 +50,7 @@ class TLAPolicy(TrainablePolicy):
             model = apply_train_mode(self.adapter.build(cfg.model, tokenizer), cfg.model, self.adapter)
         self.model = model
         self.adapter.speed_up(model)
+        self._grammar = None  # built on the first constrained generation (it scans the vocabulary)
         self.position_table = None
         if cfg.model.position_table:  # trains in every mode: it is new, so there is nothing to keep frozen
             self.position_table = attach_position_table(model, *self.processor.patch_grid(),
@@ -95,11 +98,31 @@ class TLAPolicy(TrainablePolicy):
             "modality": self.cfg.modality,
             "preprocess": to_dict(self.cfg.preprocess),
             "position_table": self.cfg.model.position_table,
+            "answer": self.cfg.answer,
+            "constrained": self.cfg.generate.constrained,
         }
 
     # --- training ---
     def answer(self, item: dict) -> str:
-        return encode_action(item["action"], self.cfg.scale)  # the policy's own scale, so decode matches
+        """The target text of a dataset item, at the policy's own scale (so decoding matches)."""
+        if self.cfg.answer == "action":
+            return encode_answer(item["action"], self.cfg.scale)
+        from tla.sim.contact import contact_facts
+
+        missing = [k for k in ("shape", "clearance", "error") if k not in item]
+        if missing:
+            raise KeyError(f"answer=contact_action needs each item's shape, clearance and error (a tla dataset "
+                           f"item); this one lacks {', '.join(missing)}")
+        facts = contact_facts(item["shape"], item["clearance"], item["error"])
+        return encode_answer(item["action"], self.cfg.scale, facts)
+
+    def grammar(self):
+        """The answer grammar for constrained decoding (`tla.policies.tla.grammar`), built once."""
+        if self._grammar is None:
+            from tla.policies.tla.grammar import AnswerGrammar
+
+            self._grammar = AnswerGrammar(self.tokenizer, self.cfg.answer, self.processor.end_id)
+        return self._grammar
 
     def collate(self, items: list[dict]) -> dict:
         obs = [it["frames"] for it in items]
@@ -111,7 +134,7 @@ class TLAPolicy(TrainablePolicy):
 
     # --- inference ---
     @torch.no_grad()
-    def _generate(self, observations, shapes: list[str], beams: int, returned: int):
+    def _generate(self, observations, shapes: list[str], beams: int, returned: int, constrained: bool = False):
         """Beam search; the `returned` best beams per observation: texts (B, returned) and their total
         log-probabilities (B, returned) (length_penalty 0, so the score of a beam is its probability)."""
         g = self.cfg.generate
@@ -121,6 +144,8 @@ class TLAPolicy(TrainablePolicy):
         batch = {k: v.to(dev, dtype) if v.is_floating_point() else v.to(dev) for k, v in batch.items()}
         extra = {} if returned == 1 else {"num_return_sequences": returned, "length_penalty": 0.0,
                                           "output_scores": True, "return_dict_in_generate": True}
+        if constrained:
+            extra["prefix_allowed_tokens_fn"] = self.grammar().prefix_allowed_tokens_fn(batch["input_ids"].shape[1])
         out = self.model.generate(
             **batch,
             max_new_tokens=g.max_new_tokens,
@@ -137,25 +162,28 @@ class TLAPolicy(TrainablePolicy):
         scores = np.zeros(len(texts)) if returned == 1 else out.sequences_scores.float().cpu().numpy()
         return np.array(texts, dtype=object).reshape(-1, returned), scores.reshape(-1, returned)
 
-    def predict(self, batch: dict, num_beams: int | None = None, decode: str | None = None) -> Prediction:
+    def predict(self, batch: dict, num_beams: int | None = None, decode: str | None = None,
+                constrained: bool | None = None) -> Prediction:
         """batch (`tla.policies.base.Policy`): `observation` uint8 (B, 8, H, W, 3), `shape` B names ->
         Prediction: actions (B, 3) by `decode` (default: the run's `generate.decode`), texts = the top
-        beam's answers. Options: `num_beams` (default: the run's `generate.num_beams`), `decode`."""
+        beam's answers. Options (default: the run's `generate.*`): `num_beams`, `decode`, `constrained`."""
         from tla.policies.base import OBSERVATION, SHAPE, check_batch
-        from tla.policies.tla.config import check_decode
+        from tla.policies.tla.config import check_answer_budget, check_decode
 
         batch = check_batch(self, batch)
         observations, shapes = batch[OBSERVATION], batch[SHAPE]
         beams = self.cfg.generate.num_beams if num_beams is None else num_beams
         decode = check_decode(self.cfg.generate.decode if decode is None else decode)
         returned = beams if decode == "mean" else 1
+        constrained = self.cfg.generate.constrained if constrained is None else bool(constrained)
+        check_answer_budget(self.cfg, constrained)  # a whole answer must be reachable
         was_training = self.model.training
         self.model.eval()
         texts, scores = [], []
         n = self.cfg.generate.batch_size
         try:
             for i in range(0, len(observations), n):
-                t, s = self._generate(observations[i : i + n], list(shapes[i : i + n]), beams, returned)
+                t, s = self._generate(observations[i : i + n], list(shapes[i : i + n]), beams, returned, constrained)
                 texts.append(t)
                 scores.append(s)
         finally:
@@ -256,7 +284,7 @@ def _new_tokenizer(cfg: TLAConfig):
     if cfg.model.preset == "tiny":
         from tla.policies.tla.tokenizer import train_tiny_tokenizer
 
-        return train_tiny_tokenizer(cfg.model.tiny.vocab_size, adapter_for(cfg.model))
+        return train_tiny_tokenizer(cfg.model.tiny.vocab_size, adapter_for(cfg.model), answer=cfg.answer)
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(cfg.model.path)

@@ -12,7 +12,7 @@ import itertools
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from tla.data.text import encode_action, instruction
+from tla.data.text import contact_corpus, encode_action, instruction
 from tla.policies.tla.adapters import VLMAdapter, adapter_for
 from tla.sim.geometry import SHAPES as SIM_SHAPES
 
@@ -21,8 +21,10 @@ from tla.sim.geometry import SHAPES as SIM_SHAPES
 CORPUS_SHAPES = (*SIM_SHAPES, "circle", "rectangle", "ellipse", "star")
 
 
-def _corpus(adapter: VLMAdapter) -> list[str]:
+def _corpus(adapter: VLMAdapter, answer: str = "action") -> list[str]:
     texts = [*adapter.template_texts] + [instruction(s) for s in CORPUS_SHAPES]
+    if answer == "contact_action":  # only then: the action-only vocabulary stays what earlier runs used
+        texts += contact_corpus()
     grid = range(-160, 161, 7)  # covers every sign, digit count and separator of the answers
     texts += [
         encode_action((a / 100, b / 100, c / 100))
@@ -31,7 +33,8 @@ def _corpus(adapter: VLMAdapter) -> list[str]:
     return texts
 
 
-def train_tiny_tokenizer(vocab_size: int = 512, adapter: VLMAdapter | None = None) -> PreTrainedTokenizerFast:
+def train_tiny_tokenizer(vocab_size: int = 512, adapter: VLMAdapter | None = None,
+                         answer: str = "action") -> PreTrainedTokenizerFast:
     adapter = adapter or adapter_for()
     specials = list(adapter.special_tokens)
     tok = Tokenizer(models.BPE(unk_token=None))
@@ -45,7 +48,7 @@ def train_tiny_tokenizer(vocab_size: int = 512, adapter: VLMAdapter | None = Non
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_corpus(adapter), trainer=trainer)
+    tok.train_from_iterator(_corpus(adapter, answer), trainer=trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token=adapter.end_token,
