@@ -34,7 +34,7 @@ from tla.data.store import DatasetError
 from tla.data.text import encode_action, instruction
 from tla.progress import progress_bar
 from tla.sim import modality
-from tla.sim.geometry import inserts
+from tla.sim.geometry import collides
 from tla.sim.labels import draw_colliding_error
 from tla.sim.modality import FIELD_SHAPES
 
@@ -94,10 +94,9 @@ def run_episode(cfg: DataConfig, sim_cfg, split: str, shape: str, episode: int) 
     box = np.array([sim_cfg.errors.ex, sim_cfg.errors.ey, sim_cfg.errors.erz])  # the misalignment box
     step = np.array([pol.step_xy, pol.step_xy, pol.step_rz])
     samples = []
-    g = sim_cfg.geometry
     error = draw_colliding_error(  # the simulator inserts exactly when the geometry does
-        rng, sim_cfg.errors, lambda e: not inserts(shape, cfg.clearance, e, g.peg_size, g.insert_area_tol,
-                                                   g.circle_segments), what=f"{shape}, clearance {cfg.clearance} mm")
+        rng, sim_cfg.errors, lambda e: collides(shape, cfg.clearance, e, sim_cfg.geometry),
+        what=f"{shape}, clearance {cfg.clearance} mm")
     for attempt in range(pol.max_attempts):
         seed = sample_seed(cfg.seed, split, episode, attempt)
         res = sim.simulate_attempt(sim_cfg, shape, cfg.clearance, error, np.random.default_rng(seed))

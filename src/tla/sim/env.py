@@ -85,9 +85,8 @@ class PegInHoleEnv(gym.Env):
     # -- helpers -------------------------------------------------------------------------------------
     def _collides(self, error: np.ndarray, shape: str | None = None, clearance: float | None = None) -> bool:
         """Whether an attempt at `error` collides (default: with the env's current shape and clearance)."""
-        g = self.cfg.geometry
         shape, clearance = shape or self.shape, self.clearance if clearance is None else clearance
-        return not geo.inserts(shape, clearance, error, g.peg_size, g.insert_area_tol, g.circle_segments)
+        return geo.collides(shape, clearance, error, self.cfg.geometry)
 
     def _blank_frames(self) -> np.ndarray:
         """All-zero frames: what an insertion (no contact) or `observe=False` shows."""

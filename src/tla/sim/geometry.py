@@ -92,6 +92,13 @@ def inserts(shape: str, clearance: float, error, size: float = 10.0, area_tol: f
     return outside_area(fp, hole_polygon(shape, clearance, size, circle_segments)) <= area_tol
 
 
+def collides(shape: str, clearance: float, error, g) -> bool:
+    """True when an attempt at `error` lands on the rim under the geometry config `g`
+    (`tla.sim.config.GeometryConfig`): the one test of the env's reset and the dataset build (the simulator
+    inserts exactly when it is False)."""
+    return not inserts(shape, clearance, error, g.peg_size, g.insert_area_tol, g.circle_segments)
+
+
 def contact_region(fp: Polygon, hole: Polygon):
     """The part of the peg's bottom face that lands on the rim: footprint minus hole."""
     return fp.difference(hole)
