@@ -283,11 +283,17 @@ def test_offline_metrics_do_not_depend_on_the_thread_count(tmp_path, sp_data, dp
 
 
 def test_decode_is_refused_for_a_policy_without_beams(tmp_path, sp_data, dp_run):
+    from tla.eval.closed_loop import evaluate_closed_loop
     from tla.eval.offline import evaluate_offline
 
     with pytest.raises(ValueError, match="decode='mean' applies to TLA runs only"):
         evaluate_offline(dp_run, sp_data, "sp_test", tmp_path / "o", progress=False, decode="mean")
-    assert not (tmp_path / "o").exists()
+    with pytest.raises(ValueError, match="constrained=True applies to TLA runs only"):
+        evaluate_offline(dp_run, sp_data, "sp_test", tmp_path / "o", progress=False, constrained=True)
+    with pytest.raises(ValueError, match="constrained=True applies to TLA runs only"):
+        evaluate_closed_loop(dp_run, [2.0], ["square"], 1, tmp_path / "c", data=sp_data, progress=False,
+                             constrained=True)
+    assert not (tmp_path / "o").exists() and not (tmp_path / "c").exists()
 
 
 def _strict_json(text: str):
