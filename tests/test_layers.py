@@ -1,5 +1,5 @@
-"""The package's layers: data flows one way (sim -> data -> policies -> train -> eval -> experiments /
-client -> serve -> cli), nothing imports a layer above its own (lazy imports inside functions included),
+"""The package's layers: data flows one way (sim -> data -> policies -> train -> eval / pretrain ->
+experiments / client -> serve -> cli), nothing imports a layer above its own (lazy imports inside functions included),
 and no two modules import each other at module level."""
 
 import ast
@@ -14,7 +14,7 @@ LAYERS = [  # a package may import its own layer and the ones before it
     {"data"},
     {"policies"},
     {"train"},
-    {"eval"},
+    {"eval", "pretrain"},  # pretrain: the simulator's corpus, the TLA model and the trainer
     {"experiments", "client"},  # the client replays the evaluator's episodes against a server
     {"serve"},
     {"cli"},

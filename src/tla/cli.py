@@ -73,6 +73,9 @@ from tla.eval.cli import oracle_episodes  # noqa: E402
 sim_app.command("episodes")(oracle_episodes)  # lives above the simulator: it runs the evaluator
 app.add_typer(eval_app, name="eval", help="Offline metrics (Tables I, II, Fig. 4) and closed-loop trials (III, IV).")
 from tla.serve.cli import remote_cmd, serve_cmd  # noqa: E402
+from tla.pretrain.cli import pretrain_cmd  # noqa: E402
+
+app.command("pretrain")(pretrain_cmd)
 
 app.command("serve")(serve_cmd)
 sim_app.command("remote")(remote_cmd)

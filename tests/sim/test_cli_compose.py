@@ -52,6 +52,17 @@ def test_config_overrides_round_trip_and_errors():
         apply_overrides(cfg, ["render.height=abc"])
 
 
+def test_optional_values_are_parsed_with_their_type():
+    """`int | None` fields (PEP 604) read a command-line string as an int, and none as None (the string
+    '5' used to pass through, and the trainer multiplied a str)."""
+    from tla.train.config import TrainConfig
+
+    assert apply_overrides(TrainConfig(), ["max_steps=5"]).max_steps == 5
+    assert apply_overrides(TrainConfig(max_steps=3), ["max_steps=none"]).max_steps is None
+    with pytest.raises(ConfigError, match="max_steps: cannot read 'five'"):
+        apply_overrides(TrainConfig(), ["max_steps=five"])
+
+
 def test_sim_episodes_runs_the_oracle_through_the_evaluator(tmp_path):
     """`tla sim episodes` is defined above the simulator (tla.eval.cli) and registered under `sim`: the
     simulator package imports nothing from the evaluator."""

@@ -19,6 +19,11 @@ from shapely.geometry import Polygon
 SHAPES = ("square", "triangle", "hexagon", "round", "pentagon")
 TRAIN_SHAPES = ("square", "triangle")
 OOD_SHAPES = ("round", "hexagon")
+# Shapes only the tactile-language pretraining corpus uses (`tla pretrain`): disjoint from every evaluation
+# shape, so the unseen shapes of Table IV stay unseen. Rectangles and the ellipse are `size` across the pads
+# (y) and longer along x by their aspect ratio.
+PRETRAIN_SHAPES = ("rectangle", "long_rectangle", "ellipse", "heptagon", "octagon")
+_ELONGATED = {"rectangle": 1.4, "long_rectangle": 1.8, "ellipse": 1.4}
 
 
 class UnknownShapeError(ValueError):
@@ -28,6 +33,14 @@ class UnknownShapeError(ValueError):
 def check_shape(shape: str) -> str:
     if shape not in SHAPES:
         raise UnknownShapeError(f"unknown peg shape {shape!r}; choose one of {', '.join(SHAPES)}")
+    return shape
+
+
+def check_sim_shape(shape: str) -> str:
+    """A shape the simulator can build: an evaluation shape or a pretraining-only one."""
+    if shape not in SHAPES and shape not in PRETRAIN_SHAPES:
+        raise UnknownShapeError(f"unknown peg shape {shape!r}; choose one of {', '.join(SHAPES)} "
+                                f"(pretraining only: {', '.join(PRETRAIN_SHAPES)})")
     return shape
 
 
@@ -50,15 +63,23 @@ def _regular_polygon(n: int, circumradius: float, first_vertex_angle: float) -> 
 @lru_cache(maxsize=64)
 def peg_polygon(shape: str, size: float = 10.0, circle_segments: int = 64) -> Polygon:
     """The nominal cross-section, centred on the peg axis (its centroid)."""
-    check_shape(shape)
-    if shape == "square":
+    check_sim_shape(shape)
+    if shape in ("rectangle", "long_rectangle"):
+        half = np.array([size * _ELONGATED[shape], size]) / 2
+        pts = np.array([[1, 1], [-1, 1], [-1, -1], [1, -1]]) * half
+    elif shape == "ellipse":
+        a = 2 * np.pi * np.arange(circle_segments) / circle_segments
+        pts = np.stack([size * _ELONGATED[shape] / 2 * np.cos(a), size / 2 * np.sin(a)], axis=1)
+    elif shape == "octagon":  # flats at +-y face the pads
+        pts = _regular_polygon(8, size / 2 / np.cos(np.pi / 8), np.pi / 8)
+    elif shape == "square":
         pts = _regular_polygon(4, size / np.sqrt(2), np.pi / 4)
     elif shape == "hexagon":  # flats at +-y face the pads, vertices along x
         pts = _regular_polygon(6, size / np.sqrt(3), 0.0)
     elif shape == "round":
         pts = _regular_polygon(circle_segments, size / 2 / np.cos(np.pi / circle_segments), 0.0)
     else:  # odd polygons: a vertex toward +y (left pad), the opposite face against the right pad
-        n = 3 if shape == "triangle" else 5
+        n = {"triangle": 3, "pentagon": 5, "heptagon": 7}[shape]
         circumradius = size / (1 + np.cos(np.pi / n))
         pts = _regular_polygon(n, circumradius, np.pi / 2)
     poly = Polygon(pts)

@@ -74,7 +74,7 @@ def simulate_attempt(
 ) -> AttemptResult:
     """Simulate one insertion attempt at pose error `error`; see AttemptResult."""
     g, rc = cfg.geometry, cfg.render
-    geo.check_shape(shape)
+    geo.check_sim_shape(shape)
     error = np.asarray(error, dtype=np.float64).reshape(3)
     clearance = geo.check_clearance(clearance)
     if not np.isfinite(error).all():

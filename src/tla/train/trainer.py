@@ -151,6 +151,11 @@ def validate(policy, model, items: Subset, cfg: TrainConfig, micro: int, acceler
         with accelerator.autocast():
             losses.append(float(policy.loss(model, batch)[0]))
     sample = [items[j] for j in range(n)]
+    own = getattr(policy, "validation_metrics", None)  # a policy that answers something else than actions
+    if own is not None:
+        out = {"val_loss": float(np.mean(losses)), **own(sample)}
+        model.train()
+        return out
     batch = batch_for(policy, np.stack([s["frames"] for s in sample]), [s["shape"] for s in sample])
     pred = policy.predict(batch)
     model.train()

@@ -134,11 +134,13 @@ class TLAPolicy(TrainablePolicy):
 
     # --- inference ---
     @torch.no_grad()
-    def _generate(self, observations, shapes: list[str], beams: int, returned: int, constrained: bool = False):
+    def _generate(self, observations, shapes: list[str], beams: int, returned: int, constrained: bool = False,
+                  questions: list[str] | None = None):
         """Beam search; the `returned` best beams per observation: texts (B, returned) and their total
-        log-probabilities (B, returned) (length_penalty 0, so the score of a beam is its probability)."""
+        log-probabilities (B, returned) (length_penalty 0, so the score of a beam is its probability).
+        `questions` replace the instruction (the pretraining corpus's questions)."""
         g = self.cfg.generate
-        batch = self.processor.batch(observations, shapes)
+        batch = self.processor.batch(observations, shapes, questions=questions)
         dev, dtype = self.device, next(self.model.parameters()).dtype
         # pixels (the only floating inputs) in the model's dtype
         batch = {k: v.to(dev, dtype) if v.is_floating_point() else v.to(dev) for k, v in batch.items()}

@@ -29,10 +29,13 @@ from tla.sim.compose import NUM_STEPS
 IGNORE = -100
 
 
-def messages(shape: str, answer: str | None = None, content: list[dict] | None = None) -> list[dict]:
-    """The chat: the user turn is the layout's `content` (default: one image) then the instruction."""
+def messages(shape: str, answer: str | None = None, content: list[dict] | None = None,
+             text: str | None = None) -> list[dict]:
+    """The chat: the user turn is the layout's `content` (default: one image) then the instruction (or
+    another question about the touch: `text`, as the pretraining corpus asks)."""
     content = [{"type": "image"}] if content is None else content
-    msgs = [{"role": "user", "content": [*content, {"type": "text", "text": instruction(shape)}]}]
+    text = instruction(shape) if text is None else text
+    msgs = [{"role": "user", "content": [*content, {"type": "text", "text": text}]}]
     if answer is not None:
         msgs.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
     return msgs
@@ -97,12 +100,13 @@ class TLAProcessor:
         return images + videos * (NUM_STEPS // self.adapter.temporal_patch_size)
 
     # --- text ---
-    def prompt(self, shape: str, n_tokens: int | list[int], content: list[dict] | None = None) -> str:
+    def prompt(self, shape: str, n_tokens: int | list[int], content: list[dict] | None = None,
+               question: str | None = None) -> str:
         """The chat text up to the answer; the k-th image / video placeholder is repeated n_tokens[k] times
-        (an int: one image)."""
+        (an int: one image). `question` replaces the instruction (default: `instruction(shape)`)."""
         counts = [n_tokens] if isinstance(n_tokens, int) else list(n_tokens)
-        text = self.tokenizer.apply_chat_template(messages(shape, content=content), tokenize=False,
-                                                  add_generation_prompt=True)
+        text = self.tokenizer.apply_chat_template(messages(shape, content=content, text=question),
+                                                  tokenize=False, add_generation_prompt=True)
         parts = re.split(f"({'|'.join(map(re.escape, self.adapter.placeholders.values()))})", text)
         if len(parts) != 2 * len(counts) + 1:
             raise ValueError(f"the prompt has {len(parts) // 2} images / videos but {len(counts)} token "
@@ -111,10 +115,11 @@ class TLAProcessor:
 
     def encode(
         self, shape: str, n_tokens: int | list[int], answer: str | None = None,
-        content: list[dict] | None = None,
+        content: list[dict] | None = None, question: str | None = None,
     ) -> tuple[list[int], list[int]]:
         """Token ids and labels: the prompt is -100, the answer and its end token are the targets."""
-        ids = self.tokenizer(self.prompt(shape, n_tokens, content), add_special_tokens=False)["input_ids"]
+        ids = self.tokenizer(self.prompt(shape, n_tokens, content, question),
+                             add_special_tokens=False)["input_ids"]
         labels = [IGNORE] * len(ids)
         if answer is not None:
             ans = self.tokenizer(answer, add_special_tokens=False)["input_ids"] + [self.end_id]
@@ -127,13 +132,16 @@ class TLAProcessor:
         return torch.tensor(rows, dtype=torch.long)
 
     def batch(
-        self, observations, shapes: list[str], answers: list[str] | None = None
+        self, observations, shapes: list[str], answers: list[str] | None = None,
+        questions: list[str] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Training batches (answers given) are right-padded; generation batches are left-padded so every
-        prompt ends at the last position, where generation continues."""
+        prompt ends at the last position, where generation continues. `questions` (one per sample) replace
+        the instruction."""
         layouts = [self.lay_out(o) for o in observations]
         pixels, tokens = self.visual(layouts)
-        enc = [self.encode(s, tokens[i], answers[i] if answers is not None else None, layouts[i].content)
+        enc = [self.encode(s, tokens[i], answers[i] if answers is not None else None, layouts[i].content,
+                           questions[i] if questions is not None else None)
                for i, s in enumerate(shapes)]
         left = answers is None
         ids = self._pad([e[0] for e in enc], self.pad_id, left)

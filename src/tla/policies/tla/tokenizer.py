@@ -21,10 +21,11 @@ from tla.sim.geometry import SHAPES as SIM_SHAPES
 CORPUS_SHAPES = (*SIM_SHAPES, "circle", "rectangle", "ellipse", "star")
 
 
-def _corpus(adapter: VLMAdapter, answer: str = "action") -> list[str]:
+def _corpus(adapter: VLMAdapter, answer: str = "action", extra_texts: tuple[str, ...] = ()) -> list[str]:
     texts = [*adapter.template_texts] + [instruction(s) for s in CORPUS_SHAPES]
-    if answer == "contact_action":  # only then: the action-only vocabulary stays what earlier runs used
-        texts += contact_corpus()
+    if answer == "contact_action" or extra_texts:  # only then: the action-only vocabulary stays what
+        texts += contact_corpus()                   # earlier runs used
+    texts += list(extra_texts)  # e.g. the pretraining corpus's questions and answers
     grid = range(-160, 161, 7)  # covers every sign, digit count and separator of the answers
     texts += [
         encode_action((a / 100, b / 100, c / 100))
@@ -34,7 +35,7 @@ def _corpus(adapter: VLMAdapter, answer: str = "action") -> list[str]:
 
 
 def train_tiny_tokenizer(vocab_size: int = 512, adapter: VLMAdapter | None = None,
-                         answer: str = "action") -> PreTrainedTokenizerFast:
+                         answer: str = "action", extra_texts: tuple[str, ...] = ()) -> PreTrainedTokenizerFast:
     adapter = adapter or adapter_for()
     specials = list(adapter.special_tokens)
     tok = Tokenizer(models.BPE(unk_token=None))
@@ -48,7 +49,7 @@ def train_tiny_tokenizer(vocab_size: int = 512, adapter: VLMAdapter | None = Non
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_corpus(adapter, answer), trainer=trainer)
+    tok.train_from_iterator(_corpus(adapter, answer, tuple(extra_texts)), trainer=trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token=adapter.end_token,

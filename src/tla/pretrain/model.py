@@ -1,0 +1,126 @@
+"""The pretraining policy (the TLA's model answering the corpus's questions), its scoring, and the export
+of the result as a standard Hugging Face checkpoint folder.
+
+The model is the TLA's (`TLAPolicy`: the tiny Qwen2-VL, its processor and prompt); only the user turn's
+text changes (a corpus question instead of the insertion instruction) and the target (the question's
+answer instead of the action). Without the position table (a module Qwen2-VL does not have), so the
+exported folder is a stock checkpoint that plain `transformers` loads and runs exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from tla.policies.tla.policy import TLAPolicy
+from tla.pretrain.corpus import KINDS
+
+INFO_FILE = "tla_pretrain.json"  # in the checkpoint folder: how to feed the model (modality, layout, size)
+_NUM = re.compile(r"[-+]?\d+(?:\.\d+)?")
+
+
+class PretrainPolicy(TLAPolicy):
+    name = "tla_pretrain"
+
+    def answer(self, item: dict) -> str:
+        return item["answer"]
+
+    def collate(self, items: list[dict]) -> dict:
+        return self.processor.batch([it["frames"] for it in items], [it["shape"] for it in items],
+                                    [it["answer"] for it in items], [it["question"] for it in items])
+
+    def answer_questions(self, observations, shapes: list[str], questions: list[str]) -> list[str]:
+        """Beam search (the run's `generate.num_beams`) answers to one question per observation."""
+        n, beams = self.cfg.generate.batch_size, self.cfg.generate.num_beams
+        was_training = self.model.training
+        self.model.eval()
+        texts: list[str] = []
+        try:
+            for i in range(0, len(observations), n):
+                t, _ = self._generate(observations[i : i + n], list(shapes[i : i + n]), beams, 1,
+                                      questions=list(questions[i : i + n]))
+                texts += [str(x).strip() for x in t[:, 0]]
+        finally:
+            self.model.train(was_training)
+        return texts
+
+    def validation_metrics(self, items: list[dict]) -> dict:
+        """The trainer's validation hook: accuracy of the answers, overall and per kind."""
+        answers = self.answer_questions([it["frames"] for it in items], [it["shape"] for it in items],
+                                        [it["question"] for it in items])
+        scores = score(items, answers)
+        return {"val_accuracy": scores["accuracy"],
+                **{f"val_accuracy_{k}": v["accuracy"] for k, v in scores["kinds"].items()}}
+
+
+# --- scoring --------------------------------------------------------------------------------------------
+def error_signs(text: str) -> np.ndarray | None:
+    """The signs of the three numbers of an `error` answer ('x +1.4 mm, y -0.6 mm, rz +2.1 deg')."""
+    nums = _NUM.findall(text)
+    if len(nums) != 3:
+        return None
+    return np.sign(np.array([float(v) for v in nums]))
+
+
+def correct(kind: str, truth: str, answer: str) -> float:
+    """1.0 for a right answer; for `error` the share of the three axes whose sign is right (numbers whose
+    exact value is rarely hit; the sign is what a correction needs)."""
+    if kind == "error":
+        t, a = error_signs(truth), error_signs(answer)
+        return 0.0 if a is None else float(np.mean(t == a))
+    return float(answer.strip() == truth.strip())
+
+
+def chance(kind: str, truths: list[str]) -> float:
+    """What a model that ignores the touch reaches: the most frequent answer of the set (for `error`, the
+    best constant sign per axis)."""
+    if not truths:
+        return float("nan")
+    if kind == "error":
+        signs = np.stack([error_signs(t) for t in truths])
+        return float(np.mean([max(np.mean(signs[:, i] > 0), np.mean(signs[:, i] <= 0)) for i in range(3)]))
+    _, counts = np.unique(truths, return_counts=True)
+    return float(counts.max() / len(truths))
+
+
+def score(items: list[dict], answers: list[str]) -> dict:
+    """Accuracy per kind beside the chance level of the same samples, and overall (the mean over kinds)."""
+    kinds = {}
+    for kind in KINDS:
+        idx = [i for i, it in enumerate(items) if it["kind"] == kind]
+        if not idx:
+            continue
+        truths = [items[i]["answer"] for i in idx]
+        acc = float(np.mean([correct(kind, items[i]["answer"], answers[i]) for i in idx]))
+        kinds[kind] = {"accuracy": acc, "chance": chance(kind, truths), "n": len(idx)}
+    return {"accuracy": float(np.mean([v["accuracy"] for v in kinds.values()])) if kinds else float("nan"),
+            "chance": float(np.mean([v["chance"] for v in kinds.values()])) if kinds else float("nan"),
+            "kinds": kinds}
+
+
+# --- export ---------------------------------------------------------------------------------------------
+def export_checkpoint(policy: PretrainPolicy, out: str | Path, info: dict) -> Path:
+    """A standard Hugging Face folder: config.json + model.safetensors + generation_config.json (the model),
+    the tokenizer with its chat template, preprocessor_config.json (the image processor), `tla_pretrain.json`
+    (`info`: the corpus, the input the model reads) and README.md (the model card)."""
+    if policy.position_table is not None:
+        raise ValueError("a pretraining checkpoint must be a stock Qwen2-VL: train it with "
+                         "tla.model.position_table=false")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    policy.model.save_pretrained(out)
+    policy.tokenizer.save_pretrained(out)
+    policy.processor.image_processor.save_pretrained(out)
+    (out / INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True, default=str))
+    return out
+
+
+def input_settings(policy: PretrainPolicy) -> dict:
+    """What a model reading this checkpoint must be fed (the fine-tuning run's TLA config must agree)."""
+    cfg = policy.cfg
+    return {"modality": cfg.modality, "layout": cfg.layout, "image_size": cfg.image_size,
+            "composite_size": cfg.composite_size, "frame_size": cfg.frame_size,
+            "max_new_tokens": cfg.generate.max_new_tokens, "num_beams": cfg.generate.num_beams}

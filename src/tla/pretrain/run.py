@@ -1,0 +1,259 @@
+"""`tla pretrain`: train the tiny Qwen2-VL on the tactile-language corpus and export it as a checkpoint.
+
+Stages (a rerun into the same folder resumes; another configuration there is refused):
+1. the corpus (`corpus/`, cached per config): training and held-out attempts of the pretraining shapes;
+2. training with the shared trainer (`run/`: checkpoints, train_log.jsonl, training curves; resumable):
+   next-token loss on the answers, every weight trained (the backbone starts from random);
+3. export (`model/`): a stock Hugging Face Qwen2-VL folder with tokenizer, image processor, model card;
+4. the held-out check, in a fresh process that loads `model/` with plain transformers (`heldout.json`,
+   `heldout.png`): the accuracy of each question kind beside the chance level of the same samples.
+
+The folder `model/` is what `model.path` takes for the paper's fine-tuning recipe on this base
+(`model.preset=pretrained model.path=OUT/model`; the TLA's input settings must match `tla_pretrain.json`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tla.config import apply_overrides, from_dict, to_dict
+from tla.policies.tla.config import TLAConfig, tla_preset
+from tla.pretrain.corpus import CorpusConfig, corpus_texts, describe, load_corpus
+from tla.pretrain.model import INFO_FILE, PretrainPolicy, export_checkpoint, input_settings
+from tla.train.config import TrainConfig, train_preset
+
+CONFIG_FILE = "pretrain.json"
+
+
+def _tla_default() -> TLAConfig:
+    # the tiny TLA's input (marker flow, 168 px composite) without the position table, greedy answers
+    return tla_preset("tiny", ["model.position_table=false", "generate.decode=top", "generate.num_beams=1",
+                               "generate.max_new_tokens=48", "model.tiny.vocab_size=768"])
+
+
+@dataclass
+class PretrainConfig:
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    train: TrainConfig = field(default_factory=lambda: train_preset(
+        "tiny", ["max_steps=3000", "batch_size=16", "val_every=500", "save_every=500", "val_max_samples=70",
+                 "best_metric=val_loss"]))
+    tla: TLAConfig = field(default_factory=_tla_default)
+
+
+PRESETS = {
+    # 2 CPU cores: the corpus (4000 + 300 attempts) and 3000 steps of batch 16 (48k question-answer pairs,
+    # ~1.7 epochs of the 28k)
+    "tiny": [],
+    # for tests: seconds
+    "smoke": ["corpus.attempts=6", "corpus.heldout_attempts=2", "train.max_steps=4", "train.batch_size=4",
+              "train.val_every=2", "train.save_every=2", "train.val_max_samples=7", "train.num_workers=0",
+              "train.report_to=none", "tla.composite_size=84", "tla.generate.max_new_tokens=8",
+              "tla.model.tiny.vocab_size=512"],
+}
+
+
+def pretrain_config(preset: str = "tiny", overrides: list[str] | None = None) -> PretrainConfig:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown pretrain preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    cfg = apply_overrides(PretrainConfig(), [*PRESETS[preset], *(overrides or [])])
+    cfg.corpus.validate()
+    if cfg.tla.model.position_table:
+        raise ValueError("tla.model.position_table=true is not a stock Qwen2-VL module: the checkpoint would not "
+                         "load in plain transformers; leave it off here (a fine-tuning run may add it)")
+    if cfg.tla.model.preset != "tiny" or cfg.tla.model.train_mode != "full":
+        raise ValueError("pretraining trains the tiny backbone from scratch: tla.model.preset=tiny, "
+                         "tla.model.train_mode=full")
+    if cfg.tla.modality != cfg.corpus.modality:
+        raise ValueError(f"tla.modality={cfg.tla.modality!r} but the corpus renders {cfg.corpus.modality!r}; "
+                         "set both to the same modality")
+    return cfg
+
+
+def claim(out: Path, cfg: PretrainConfig, overwrite: bool) -> bool:
+    """Record the config in `out` (True: a fresh start), or check that an earlier run there had the same
+    one (False: resume). A different config is refused with the keys that differ, unless `overwrite`."""
+    path = out / CONFIG_FILE
+    mine = to_dict(cfg)
+    if path.exists() and not overwrite:
+        theirs = json.loads(path.read_text())["config"]
+        diff = _differences(theirs, mine)
+        if diff:
+            raise ValueError(f"{out} holds a pretraining run with another configuration ({'; '.join(diff[:6])}); "
+                             "rerun with the same settings to resume, pass --overwrite to replace it, or "
+                             "choose another --out")
+        return False
+    if overwrite and out.exists():
+        shutil.rmtree(out)
+    elif out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out} is not empty and holds no pretraining run ({CONFIG_FILE} is missing); "
+                         "choose another --out, or pass --overwrite to empty it")
+    out.mkdir(parents=True, exist_ok=True)
+    from tla.runinfo import write_atomic
+
+    write_atomic(path, json.dumps({"config": mine}, indent=2, sort_keys=True, default=str))
+    return True
+
+
+def _differences(a, b, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b)) for d in _differences(a.get(k), b.get(k), f"{prefix}{k}.")]
+    a = list(a) if isinstance(a, tuple) else a
+    b = list(b) if isinstance(b, tuple) else b
+    return [] if a == b else [f"{prefix[:-1]}: {a!r} -> {b!r}"]
+
+
+def new_policy(cfg: PretrainConfig) -> PretrainPolicy:
+    from tla.policies.tla.adapters import adapter_for
+    from tla.policies.tla.tokenizer import train_tiny_tokenizer
+
+    tok = train_tiny_tokenizer(cfg.tla.model.tiny.vocab_size, adapter_for(cfg.tla.model),
+                               extra_texts=tuple(corpus_texts(cfg.corpus)))
+    return PretrainPolicy(cfg.tla, tokenizer=tok)
+
+
+def pretrain(cfg: PretrainConfig, out: str | Path, overwrite: bool = False, progress: bool = True,
+             stop_after: int | None = None) -> dict:
+    """Run (or resume) every stage; returns the held-out check (None when `stop_after` ended training)."""
+    from tla.runinfo import run_metadata, write_atomic
+    from tla.train.trainer import train
+
+    out = Path(out)
+    claim(out, cfg, overwrite)
+    write_atomic(out / "run.json", json.dumps(run_metadata(to_dict(cfg), cfg.train.seed), indent=2, default=str))
+    times: dict[str, float] = {}
+    t = time.time()
+    train_set = load_corpus(cfg.corpus, "train", out / "corpus", progress)
+    load_corpus(cfg.corpus, "heldout", out / "corpus", progress)  # cached for the check's fresh process
+    times["corpus_s"] = time.time() - t
+
+    run_dir = out / "run"
+    t = time.time()
+    if (run_dir / "policy" / "policy.json").exists():
+        policy = PretrainPolicy.load(run_dir / "policy")
+    else:
+        policy = new_policy(cfg)
+        result = train(policy, train_set, cfg.train, run_dir, {"pretrain": to_dict(cfg)},
+                       resume=(run_dir / "checkpoints").exists(), stop_after=stop_after)
+        if not result["finished"]:
+            return {"finished": False, "step": result["step"]}
+    times["train_s"] = time.time() - t
+
+    info = {"input": input_settings(policy), "tla": to_dict(cfg.tla), "corpus": describe(cfg.corpus),
+            "train": to_dict(cfg.train), "train_samples": len(train_set)}
+    model_dir = export_checkpoint(policy, out / "model", info)
+    t = time.time()
+    check = heldout_in_fresh_process(model_dir, out / "corpus", out / "heldout.json")
+    times["heldout_check_s"] = time.time() - t
+    write_model_card(model_dir, cfg, check, len(train_set))
+    plot_heldout(check, out / "heldout.png")
+    timing_path = out / "timing.json"
+    previous = json.loads(timing_path.read_text()) if timing_path.exists() else {}
+    write_atomic(timing_path, json.dumps({**previous, **{k: round(v, 1) for k, v in times.items()}}, indent=2))
+    return check
+
+
+def heldout_in_fresh_process(model_dir: Path, corpus_dir: Path, result: Path) -> dict:
+    """`python -m tla.pretrain.heldout`: the exported folder loaded by plain transformers in a new process."""
+    cmd = [sys.executable, "-m", "tla.pretrain.heldout", str(model_dir), "--corpus-cache", str(corpus_dir),
+           "--out", str(result)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"the held-out check failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(result.read_text())
+
+
+# --- model card and picture -----------------------------------------------------------------------------
+def accuracy_table(check: dict) -> str:
+    rows = ["| question kind | held-out accuracy % | chance % (most frequent answer) | samples |", "|---|---|---|---|"]
+    for kind, v in check["kinds"].items():
+        rows.append(f"| {kind} | {100 * v['accuracy']:.1f} | {100 * v['chance']:.1f} | {v['n']} |")
+    rows.append(f"| **mean over kinds** | **{100 * check['accuracy']:.1f}** | {100 * check['chance']:.1f} | |")
+    return "\n".join(rows)
+
+
+def write_model_card(model_dir: Path, cfg: PretrainConfig, check: dict, train_samples: int) -> Path:
+    from huggingface_hub import ModelCardData
+
+    import tla
+
+    data = ModelCardData(library_name="transformers", pipeline_tag="image-text-to-text", license="mit",
+                         tags=["tactile", "robotics", "peg-in-hole", "qwen2_vl", "tla", "pretraining"])
+    c = cfg.corpus
+    examples = "\n".join(f"- {k}: {v[0]}" for k, v in describe(c)["questions"].items())
+    body = f"""
+# Tactile-language base model (tiny Qwen2-VL, TLA {tla.__version__})
+
+A {cfg.tla.model.tiny.text_layers}-layer Qwen2-VL ({cfg.tla.model.tiny.text_hidden}-wide language model,
+{cfg.tla.model.tiny.vision_depth}-block vision tower), trained from random initialisation by `tla pretrain`
+to answer questions about the touch of a simulated peg-in-hole attempt. Made for the TLA project's CPU-scale
+test of the paper's recipe (load a base, freeze the vision tower and merger, LoRA on the language model).
+
+## Training data
+{train_samples} question-answer pairs from {c.attempts} failed insertion attempts in the TLA tactile simulator
+(seed {c.seed}): peg shapes {', '.join(c.shapes)}, clearances {', '.join(map(str, c.clearances))} mm. No
+evaluation shape (square, triangle, round, hexagon, pentagon) and no evaluation clearance (2.0, 1.6, 1.0,
+0.6 mm) is in it. Each attempt is asked one question of each kind (wording drawn from templates):
+{examples}
+
+## Input
+Each prompt is Qwen2-VL's chat with one image: the 8 tactile frames (left pad t0..t3, right pad t0..t3) of
+the `{cfg.tla.modality}` modality in a 3x3 composite of {cfg.tla.composite_size} px, then the question:
+
+    <|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n<|im_start|>user\\n<|vision_start|><|image_pad|> x N<|vision_end|>{{question}}<|im_end|>\\n<|im_start|>assistant\\n
+
+`tla_pretrain.json` holds the exact input settings, the corpus and the training config.
+
+## Held-out check
+{check['samples']} questions about held-out attempts (other seeds, same shapes), greedy decoding, this folder
+loaded with `Qwen2VLForConditionalGeneration.from_pretrained` in a fresh process:
+
+{accuracy_table(check)}
+
+`error` counts the share of the three axes whose sign is right. Chance is the most frequent answer of the
+same samples (a model that ignores the touch).
+
+## Limitations
+A 0.7 M-parameter model of a simulator, not of real sensors; its vocabulary is a byte-level BPE trained on
+this corpus and the TLA's answers, not Qwen2-VL's.
+"""
+    text = f"---\n{data.to_yaml()}\n---\n{body}"
+    path = model_dir / "README.md"
+    path.write_text(text)
+    return path
+
+
+def plot_heldout(check: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    kinds = list(check["kinds"])
+    acc = [100 * check["kinds"][k]["accuracy"] for k in kinds]
+    ch = [100 * check["kinds"][k]["chance"] for k in kinds]
+    x = np.arange(len(kinds))
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    ax.bar(x - 0.2, acc, 0.4, label="pretrained model")
+    ax.bar(x + 0.2, ch, 0.4, label="chance (most frequent answer)", color="0.7")
+    ax.set_xticks(x, kinds)
+    ax.set_ylabel("held-out accuracy %")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=8)
+    ax.set_title("tla pretrain: contact questions on held-out attempts")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def load_config(out: str | Path) -> PretrainConfig:
+    return from_dict(PretrainConfig, json.loads((Path(out) / CONFIG_FILE).read_text())["config"])
+
+

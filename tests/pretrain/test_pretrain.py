@@ -1,0 +1,175 @@
+"""`tla pretrain`: the corpus keeps the evaluation shapes and clearances out, its answers are the simulator's
+and the geometry's, the exported folder is a stock checkpoint that plain transformers loads in a fresh
+process, and the paper's recipe on it (LoRA, frozen vision) trains only the adapters."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tla.data.text import decode_action, encode_contact
+from tla.pretrain.corpus import (
+    EVALUATION_CLEARANCES,
+    KINDS,
+    CorpusConfig,
+    corpus_texts,
+    describe_size,
+    load_corpus,
+)
+from tla.pretrain.model import chance, correct, score
+from tla.sim import geometry as geo
+
+EVALUATION_SHAPES = ("square", "triangle", "round", "hexagon", "pentagon")
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return load_corpus(CorpusConfig(attempts=15, heldout_attempts=5), "train", None, progress=False)
+
+
+def test_corpus_never_contains_an_evaluation_shape_or_clearance(corpus):
+    items = [corpus.question(i) for i in range(len(corpus))]
+    assert {it["shape"] for it in items} == set(geo.PRETRAIN_SHAPES)  # 15 attempts cycle through all five
+    assert not {it["shape"] for it in items} & set(EVALUATION_SHAPES)
+    assert not {round(it["clearance"], 6) for it in items} & set(EVALUATION_CLEARANCES)
+    text = " ".join(it["question"] + " " + it["answer"] for it in items) + " ".join(corpus_texts(corpus.cfg))
+    for shape in EVALUATION_SHAPES:
+        assert shape not in text
+    assert {it["kind"] for it in items} == set(KINDS)
+
+
+def test_corpus_config_refuses_evaluation_shapes_and_clearances():
+    with pytest.raises(ValueError, match="only shapes no evaluation uses"):
+        CorpusConfig(shapes=("rectangle", "hexagon")).validate()
+    with pytest.raises(ValueError, match="avoid the evaluation clearances"):
+        CorpusConfig(clearances=(2.4, 1.0)).validate()
+    with pytest.raises(ValueError, match="stored fields"):
+        CorpusConfig(modality="rgb").validate()
+
+
+def test_answers_are_the_simulators_and_the_geometrys(corpus):
+    from tla.sim.contact import contact_facts
+
+    sim = corpus.sim_cfg
+    for i in range(len(corpus)):
+        it = corpus.question(i)
+        if it["kind"] == "caption":
+            assert it["answer"] == encode_contact(contact_facts(it["shape"], it["clearance"], it["error"]))
+        elif it["kind"] == "insert":
+            move = decode_action(it["question"])  # the move is written like an action answer
+            goes_in = geo.inserts(it["shape"], it["clearance"], it["error"] + move, sim.geometry.peg_size,
+                                  sim.geometry.insert_area_tol, sim.geometry.circle_segments)
+            assert it["answer"] == ("yes" if goes_in else "no")
+        elif it["kind"] == "error":
+            got = [float(t.split()[0]) for t in it["answer"].replace("x ", "").replace("y ", "")
+                   .replace("rz ", "").split(", ")]
+            np.testing.assert_allclose(got, it["error"], atol=0.051)
+    # every attempt collides (a failed attempt is what the sensors feel)
+    for a in range(corpus.attempts):
+        it = corpus.question(a * len(KINDS))
+        assert geo.collides(it["shape"], it["clearance"], it["error"], sim.geometry)
+
+
+def test_size_words_follow_the_clearance():
+    assert describe_size([0.4, -0.6, 0.5], 1.0) == "x centred, y slightly -, rz centred"
+    assert describe_size([1.6, 0.9, -3.5], 2.4) == "x far +, y centred, rz far -"
+
+
+def test_corpus_is_a_pure_function_of_its_config(tmp_path, corpus):
+    cfg = CorpusConfig(attempts=15, heldout_attempts=5)
+    cached = load_corpus(cfg, "train", tmp_path, progress=False)  # simulated, then cached
+    again = load_corpus(cfg, "train", tmp_path, progress=False)  # read from the cache
+    for i in (0, 17, 50, len(corpus) - 1):
+        a, b, c = corpus[i], cached[i], again[i]
+        assert a["question"] == b["question"] == c["question"] and a["answer"] == b["answer"] == c["answer"]
+        assert np.array_equal(a["frames"], b["frames"]) and np.array_equal(b["frames"], c["frames"])
+    heldout = load_corpus(cfg, "heldout", None, progress=False)
+    assert not np.array_equal(heldout.arrays["error"], corpus.arrays["error"][:5])  # other seeds
+
+
+def test_scoring_on_hand_made_answers():
+    items = [{"kind": "pad", "answer": "the left pad"}, {"kind": "pad", "answer": "the left pad"},
+             {"kind": "pad", "answer": "the right pad"},
+             {"kind": "error", "answer": "x +1.0 mm, y -0.5 mm, rz +2.0 deg"}]
+    answers = ["the left pad", "the right pad", "the right pad", "x +0.3 mm, y +0.5 mm, rz +1.0 deg"]
+    s = score(items, answers)
+    assert s["kinds"]["pad"]["accuracy"] == pytest.approx(2 / 3)
+    assert s["kinds"]["pad"]["chance"] == pytest.approx(2 / 3)
+    assert s["kinds"]["error"]["accuracy"] == pytest.approx(2 / 3)  # x and rz signs right, y wrong
+    assert correct("error", "x +1.0 mm, y -0.5 mm, rz +2.0 deg", "garbage") == 0.0
+    assert chance("insert", ["yes", "no", "no", "no"]) == 0.75
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    from tla.pretrain.run import pretrain, pretrain_config
+
+    out = tmp_path_factory.mktemp("pretrain") / "out"
+    check = pretrain(pretrain_config("smoke"), out, progress=False)
+    return out, check
+
+
+@pytest.mark.slow
+def test_smoke_pretrain_exports_a_stock_checkpoint_checked_in_a_fresh_process(smoke_run):
+    out, check = smoke_run
+    model = out / "model"
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "preprocessor_config.json",
+                 "chat_template.jinja", "tla_pretrain.json", "README.md"):
+        assert (model / name).exists(), name
+    assert (out / "run" / "train_curves.png").exists() and (out / "heldout.png").exists()
+    card = (model / "README.md").read_text()
+    assert card.startswith("---\n") and "library_name: transformers" in card and "rectangle" in card
+    assert check["samples"] == 2 * len(KINDS) and set(check["kinds"]) == set(KINDS)
+    # the folder alone, plain transformers, a new interpreter: it loads and generates
+    code = ("import sys; from transformers import AutoTokenizer, Qwen2VLForConditionalGeneration as M; "
+            "m = M.from_pretrained(sys.argv[1]); t = AutoTokenizer.from_pretrained(sys.argv[1]); "
+            "print(type(m).__name__, len(t), m.config.vision_config.depth)")
+    done = subprocess.run([sys.executable, "-c", code, str(model)], capture_output=True, text=True, check=True)
+    assert done.stdout.split()[0] == "Qwen2VLForConditionalGeneration"
+
+
+@pytest.mark.slow
+def test_rerun_resumes_and_another_config_is_refused(smoke_run):
+    from tla.pretrain.run import pretrain, pretrain_config
+
+    out, check = smoke_run
+    before = (out / "model" / "model.safetensors").read_bytes()
+    again = pretrain(pretrain_config("smoke"), out, progress=False)  # everything done: nothing retrains
+    assert again["kinds"] == check["kinds"]
+    assert (out / "model" / "model.safetensors").read_bytes() == before
+    with pytest.raises(ValueError, match=r"another configuration \(train.max_steps: 4 -> 5"):
+        pretrain(pretrain_config("smoke", ["train.max_steps=5"]), out, progress=False)
+
+
+@pytest.mark.slow
+def test_paper_recipe_on_the_pretrained_base_trains_only_the_adapters(smoke_run, tmp_path):
+    """model.path = the exported folder, LoRA: after training, the vision tower and merger are unchanged
+    byte for byte, and so is every base weight of the language model; only lora_ weights moved."""
+    import torch
+
+    from tla.policies.tla.policy import TLAPolicy
+    from tla.pretrain.corpus import load_corpus
+    from tla.pretrain.run import load_config
+    from tla.train.config import train_preset
+    from tla.train.trainer import train
+
+    out, _ = smoke_run
+    info = json.loads((out / "model" / "tla_pretrain.json").read_text())["input"]
+    policy = TLAPolicy.build("tiny", ["model.preset=pretrained", f"model.path={out / 'model'}",
+                                      "model.train_mode=lora", "model.position_table=false",
+                                      f"composite_size={info['composite_size']}", f"modality={info['modality']}"])
+    before = {n: p.detach().clone() for n, p in policy.model.named_parameters()}
+    trainable = [n for n, p in policy.model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    data = load_corpus(load_config(out).corpus, "train", out / "corpus", progress=False)
+    items = [data[i] for i in range(len(data))]
+    cfg = train_preset("tiny", ["max_steps=3", "batch_size=4", "val_every=0", "num_workers=0", "report_to=none",
+                                "lr=5e-2"])
+    train(policy, items, cfg, tmp_path / "run")
+    moved = [n for n, p in policy.model.named_parameters() if not torch.equal(p, before[n])]
+    assert moved and all("lora_" in n for n in moved)
+    vision = [n for n in before if ".visual." in n]
+    assert any(".merger." in n for n in vision)
+    assert vision and all(torch.equal(dict(policy.model.named_parameters())[n], before[n]) for n in vision)
