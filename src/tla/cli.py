@@ -171,8 +171,9 @@ def ablate(
     seeds: str = typer.Option("0,1,2", help="comma-separated seeds (model initialisation and data order)"),
     variants: str = typer.Option("", help="comma-separated row names of tla.experiments.ablation.VARIANTS, or "
                                  "`answers` (the tiny preset's plain answer vs contact reasoning and constrained "
-                                 "decoding; default: the paper input, each tiny-preset departure alone and "
-                                 "together, BC on both inputs)"),
+                                 "decoding), or `pretrained` (from scratch vs a `tla pretrain` base given by "
+                                 "--base). Default: the paper input, each tiny-preset departure alone and "
+                                 "together, BC on both inputs"),
     episodes: int = typer.Option(50, help="closed-loop episodes per run"),
     tla_steps: int = typer.Option(None, help="SP-TLA optimizer steps (default: tla reproduce tiny's)"),
     bc_steps: int = typer.Option(None, help="BC optimizer steps (default: tla reproduce tiny's)"),
@@ -180,18 +181,23 @@ def ablate(
     reuse: Path = typer.Option(None, help="a `tla reproduce --preset tiny` output on the same --data: its "
                                "seed-0 BC and SP-TLA runs are reused where their configs are identical"),
     report_only: bool = typer.Option(False, help="train nothing: report the finished runs of the selection"),
+    base: Path = typer.Option(None, help="the model folder of `tla pretrain --out OUT` (OUT/model), for the "
+                              "pretrained-base rows (`--variants pretrained`)"),
 ):
     """SP-TLA input ablation (paper input vs each departure of the tiny preset) over seeds, BC beside it:
     offline metrics on sp_test and one closed-loop condition, with the spread over seeds."""
-    from tla.experiments.ablation import ANSWER_VARIANTS, DEFAULT_VARIANTS, AblationConfig
+    from tla.experiments.ablation import ANSWER_VARIANTS, DEFAULT_VARIANTS, PRETRAIN_VARIANTS, AblationConfig
     from tla.experiments.ablation import ablate as run
 
     chosen = tuple(v.strip() for v in variants.split(",") if v.strip()) or DEFAULT_VARIANTS
-    if chosen == ("answers",):
-        chosen = ANSWER_VARIANTS
+    chosen = {("answers",): ANSWER_VARIANTS, ("pretrained",): PRETRAIN_VARIANTS}.get(chosen, chosen)
+    if base is not None:
+        from tla.pretrain.model import check_base
+
+        check_base(base)
     steps = {k: v for k, v in (("tla_steps", tla_steps), ("bc_steps", bc_steps)) if v is not None}
     cfg = AblationConfig(seeds=tuple(int(s) for s in seeds.split(",") if s.strip()), variants=chosen,
-                         episodes=episodes, workers=workers, **steps)
+                         episodes=episodes, workers=workers, base=str(base.resolve()) if base else None, **steps)
     run(cfg, out, data, reuse, report_only)
     print(f"report: {out / 'report.md'}")
 

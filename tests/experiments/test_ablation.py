@@ -9,6 +9,7 @@ from tla.experiments.ablation import (
     ANSWER_VARIANTS,
     DEFAULT_VARIANTS,
     PAPER_INPUT,
+    PRETRAIN_VARIANTS,
     TINY_PRESET,
     VARIANTS,
     AblationConfig,
@@ -50,6 +51,26 @@ def test_variants_go_from_the_paper_input_to_the_tiny_preset():
     assert contact.key == "tla_flow_table_contact_s1" and "answer=contact_action" in contact.overrides
     policy_overrides = [o for o in contact.overrides if not o.startswith("train.")]
     assert tla_preset("tiny", policy_overrides).answer == "contact_action"  # a valid config
+
+
+def test_pretrained_base_rows_fine_tune_the_given_base_with_the_papers_recipe(tmp_path):
+    from tla.policies.tla.config import tla_preset
+
+    with pytest.raises(ValueError, match="pass --base OUT/model"):
+        runs(AblationConfig(seeds=(0,), variants=PRETRAIN_VARIANTS))
+    by_row = {r.row: r for r in runs(AblationConfig(seeds=(2,), variants=PRETRAIN_VARIANTS, base=str(tmp_path)))}
+    lora, full = by_row["SP-TLA pretrained base + LoRA (paper recipe)"], by_row["SP-TLA pretrained base + full fine-tuning"]
+    scratch = by_row["SP-TLA marker flow"]
+    assert (lora.key, full.key, scratch.key) == ("tla_base_lora_s2", "tla_base_full_s2", "tla_marker_flow_s2")
+    assert by_row["SP-TLA pretrained base + LoRA + mean of beams"].key == lora.key  # evaluation-only row
+    cfgs = {name: tla_preset("tiny", [o for o in r.overrides if not o.startswith("train.")])
+            for name, r in (("lora", lora), ("full", full), ("scratch", scratch))}
+    assert cfgs["lora"].model.preset == "pretrained" and cfgs["lora"].model.train_mode == "lora"
+    assert cfgs["lora"].model.path == str(tmp_path.resolve()) and cfgs["lora"].model.freeze_vision
+    assert cfgs["full"].model.train_mode == "full" and cfgs["scratch"].model.preset == "tiny"
+    # one input for the three: marker flow, the tiny composite, no position table
+    for c in cfgs.values():
+        assert (c.modality, c.composite_size, c.model.position_table) == ("marker_flow", 168, False)
 
 
 @pytest.mark.slow

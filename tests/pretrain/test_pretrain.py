@@ -102,6 +102,20 @@ def test_scoring_on_hand_made_answers():
     assert chance("insert", ["yes", "no", "no", "no"]) == 0.75
 
 
+def test_collapse_guard_fires_on_one_answer_per_kind_and_not_on_read_answers():
+    rims = ["the +x rim", "the -y rim", "the +x+y rim", "the -x rim"] * 5
+    pads = ["the left pad", "the right pad"] * 10
+    items = [{"kind": "rim", "answer": r} for r in rims] + [{"kind": "pad", "answer": p} for p in pads]
+    constant = score(items, ["the +x rim"] * 20 + ["the left pad"] * 20)
+    assert constant["collapsed"] and constant["collapsed_kinds"] == ["rim", "pad"]
+    assert constant["kinds"]["rim"]["distinct_answers"] == 1
+    reads = score(items, rims[:18] + ["the +x rim"] * 2 + pads)  # right, but for two samples
+    assert not reads["collapsed"] and reads["collapsed_kinds"] == []
+    # a constant answer to a question whose right answer is constant is not a collapse
+    same = [{"kind": "twist", "answer": "clockwise"}] * 10
+    assert not score(same, ["clockwise"] * 10)["collapsed"]
+
+
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     from tla.pretrain.run import pretrain, pretrain_config

@@ -55,6 +55,9 @@ FLOW = ("modality=marker_flow", "preprocess.demarker=false", "preprocess.contras
 FLOW_TABLE = (*FLOW, "model.position_table=true")
 # contact reasoning (the answer states the contact before the action) needs a longer decoding budget
 CONTACT = (*FLOW_TABLE, "answer=contact_action", "generate.max_new_tokens=78")
+# the paper's fine-tuning recipe on a `tla pretrain` base (AblationConfig.base): LoRA on the language model,
+# vision tower and merger frozen, no position table (the base has none); or every weight fine-tuned
+ON_BASE = (*FLOW, "model.position_table=false", "model.preset=pretrained", "model.path={base}")
 VARIANTS: dict[str, Variant] = {
     "SP-TLA paper input (rgb)": Variant("tla", "tla_paper_input", RGB_PAPER, "top"),
     "SP-TLA paper input + mean of beams": Variant("tla", "tla_paper_input", RGB_PAPER, "mean"),
@@ -65,6 +68,16 @@ VARIANTS: dict[str, Variant] = {
     "SP-TLA rgb + both": Variant("tla", "tla_both_tiny_preset", (
         "modality=rgb", "preprocess.demarker=true", "preprocess.contrast=true", "model.position_table=true"), "top"),
     "SP-TLA marker flow": Variant("tla", "tla_marker_flow", (*FLOW, "model.position_table=false"), "top"),
+    "SP-TLA marker flow + mean of beams": Variant("tla", "tla_marker_flow", (*FLOW, "model.position_table=false"),
+                                                  "mean"),
+    "SP-TLA pretrained base + LoRA (paper recipe)": Variant("tla", "tla_base_lora",
+                                                            (*ON_BASE, "model.train_mode=lora"), "top"),
+    "SP-TLA pretrained base + LoRA + mean of beams": Variant("tla", "tla_base_lora",
+                                                             (*ON_BASE, "model.train_mode=lora"), "mean"),
+    "SP-TLA pretrained base + full fine-tuning": Variant("tla", "tla_base_full",
+                                                         (*ON_BASE, "model.train_mode=full"), "top"),
+    "SP-TLA pretrained base + full fine-tuning + mean of beams": Variant("tla", "tla_base_full",
+                                                                         (*ON_BASE, "model.train_mode=full"), "mean"),
     "SP-TLA marker flow + position table": Variant("tla", "tla_flow_table", FLOW_TABLE, "top"),
     "SP-TLA marker flow + position table + mean of beams (tiny preset)": Variant("tla", "tla_flow_table", FLOW_TABLE, "mean"),
     "SP-TLA tiny preset + constrained decoding": Variant("tla", "tla_flow_table", FLOW_TABLE, "mean", True),
@@ -78,6 +91,13 @@ VARIANTS: dict[str, Variant] = {
 ANSWER_VARIANTS = ("SP-TLA marker flow + position table + mean of beams (tiny preset)",
                    "SP-TLA tiny preset + constrained decoding", "SP-TLA tiny preset + contact reasoning",
                    "SP-TLA tiny preset + contact reasoning + constrained decoding", "BC marker flow (tiny preset)")
+# the pretraining rows (issue: language grounding, part 2): from scratch vs the paper's recipe on the
+# pretrained base vs full fine-tuning of it, the same input (marker flow, no position table), both decodings
+PRETRAIN_VARIANTS = ("SP-TLA marker flow", "SP-TLA marker flow + mean of beams",
+                     "SP-TLA pretrained base + LoRA (paper recipe)", "SP-TLA pretrained base + LoRA + mean of beams",
+                     "SP-TLA pretrained base + full fine-tuning",
+                     "SP-TLA pretrained base + full fine-tuning + mean of beams",
+                     "SP-TLA marker flow + position table + mean of beams (tiny preset)", "BC marker flow (tiny preset)")
 PAPER_INPUT = VARIANTS["SP-TLA paper input (rgb)"][2]
 TINY_PRESET = {"tla": "SP-TLA marker flow + position table + mean of beams (tiny preset)",
                "bc": "BC marker flow (tiny preset)"}
@@ -102,6 +122,8 @@ class AblationConfig:
     episodes: int = 50
     workers: int = 2
     train_overrides: list[str] = field(default_factory=list)
+    # the `tla pretrain` model folder the pretrained-base rows fine-tune (model.path); None: no such rows
+    base: str | None = None
 
 
 def _key(name: str) -> str:
@@ -127,6 +149,11 @@ def runs(cfg: AblationConfig) -> list[AblationRun]:
     for seed in cfg.seeds:
         for v in cfg.variants:
             policy, stem, ov, decode, constrained = VARIANTS[v]
+            if any("{base}" in o for o in ov):
+                if not cfg.base:
+                    raise ValueError(f"the row {v!r} fine-tunes a pretrained base: pass --base OUT/model "
+                                     "(the model folder of `tla pretrain --out OUT`)")
+                ov = tuple(o.replace("{base}", str(Path(cfg.base).resolve())) for o in ov)
             seeds = [f"model.seed={seed}"] if policy == "tla" else [f"seed={seed}"]
             suffix = ("_mean" if decode == "mean" else "") + ("_constrained" if constrained else "")
             out.append(AblationRun(f"{stem}_s{seed}", f"{stem}{suffix}_s{seed}", v, policy, seed,
@@ -279,7 +306,7 @@ def write_report(out: Path, res: dict) -> Path:
     cfg = res["config"]
     meta = res["metadata"]
     lines = [
-        "# TLA input ablation — single peg, tiny preset",
+        "# TLA ablation — single peg, tiny preset",
         "",
         f"SP-TLA on `sp_train` of the `{cfg['data_preset']}` dataset, {cfg['tla_steps']} optimizer steps; BC "
         f"{cfg['bc_steps']} steps on the same data. Seeds {', '.join(map(str, cfg['seeds']))} (model "
@@ -300,6 +327,15 @@ def write_report(out: Path, res: dict) -> Path:
         "search restricted to answers of the grammar (evaluation only), so no answer can fail to parse. "
         "`(tiny preset)` marks what `make demo` trains. Nothing was tuned on "
         "sp_test (the decoding was chosen on the validation episodes of sp_train).",
+        *([] if not cfg.get("base") else [
+            "",
+            f"`pretrained base`: the tiny Qwen2-VL that `tla pretrain` trained on the tactile-language corpus "
+            f"(`{cfg['base']}`: questions about the touch of peg shapes and clearances no evaluation uses), "
+            "fine-tuned on the same data with the paper's recipe (`LoRA`: rank-16 adapters on the language "
+            "model's linear layers, vision tower and merger frozen) or with every weight trained (`full "
+            "fine-tuning`); its tokenizer is the base's. `marker flow` without `pretrained base` is the same "
+            "input and model trained from random initialisation. None of these rows has the position table "
+            "(the base has none)."]),
         "",
         "| model | seeds | direction x % | direction y % | direction rz % | GCR % | L1 x / y / rz (all) | "
         f"closed loop {cfg['clearance']} mm success % | mean steps | collapsed runs |",

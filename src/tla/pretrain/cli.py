@@ -31,5 +31,10 @@ def pretrain_cmd(
     for kind, v in check["kinds"].items():
         table.add_row(kind, f"{100 * v['accuracy']:.1f}", f"{100 * v['chance']:.1f}", str(v["n"]))
     table.add_row("mean", f"{100 * check['accuracy']:.1f}", f"{100 * check['chance']:.1f}", "")
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    if check["collapsed_kinds"]:
+        console.print(f"[bold red]COLLAPSED[/bold red] on {', '.join(check['collapsed_kinds'])}: one answer for at "
+                      "least 90% of those questions' samples while the right answers vary; the model does not "
+                      "read the touch there" + (" (every kind: it reads nothing)" if check["collapsed"] else ""))
     print(f"checkpoint: {out / 'model'} (model card: {out / 'model' / 'README.md'})")

@@ -64,11 +64,16 @@ FAR_MM, SMALL_DEG, FAR_DEG = 1.5, 1.0, 3.0
 class CorpusConfig:
     shapes: tuple[str, ...] = geo.PRETRAIN_SHAPES
     clearances: tuple[float, ...] = PRETRAIN_CLEARANCES
-    attempts: int = 4000  # training attempts; each gives one sample per question kind
+    # training attempts; each gives one sample per question kind. The tiny TLA needs thousands of samples
+    # per condition before it reads the touch (4000 single-rectangle attempts at 1.8 mm: one constant answer
+    # after 1250 steps; 6000 square ones at 2.0 mm: learning by step 500)
+    attempts: int = 10000
+    kinds: tuple[str, ...] = KINDS  # the question kinds asked of every attempt
     heldout_attempts: int = 300  # held-out attempts (other seeds, same shapes): the accuracy check
     modality: str = "marker_flow"  # a stored-field modality (marker_flow or depth): rgb frames are not cached
     seed: int = 0
-    sim_overrides: tuple[str, ...] = ()  # SimConfig overrides (default: the dataset build's simulator)
+    # SimConfig overrides; the tiny dataset's half-resolution frames (the tiny model sees a 168 px composite)
+    sim_overrides: tuple[str, ...] = ("render.height=120", "render.width=160")
 
     def validate(self) -> CorpusConfig:
         from tla.sim.modality import FIELD_MODALITIES
@@ -86,6 +91,9 @@ class CorpusConfig:
         if self.modality not in FIELD_MODALITIES:
             raise ValueError(f"corpus.modality must be one of {', '.join(FIELD_MODALITIES)} (stored fields); "
                              f"got {self.modality!r}")
+        unknown = [k for k in self.kinds if k not in KINDS]
+        if unknown or not self.kinds:
+            raise ValueError(f"corpus.kinds must name question kinds of {', '.join(KINDS)}; got {self.kinds}")
         if self.attempts < 1 or self.heldout_attempts < 1:
             raise ValueError("corpus.attempts and corpus.heldout_attempts must be >= 1")
         return self
@@ -195,10 +203,12 @@ def simulate_corpus(cfg: CorpusConfig, split: str, progress: bool = True) -> dic
 
 
 def corpus_key(cfg: CorpusConfig, split: str) -> str:
-    """What a cached split was made from (its config and the package version)."""
+    """What a cached split's attempts were made from (the config but the question kinds, which only change
+    the questions asked of them; the package version)."""
     import tla
 
-    text = json.dumps({"corpus": to_dict(cfg), "split": split, "tla": tla.__version__}, sort_keys=True)
+    made_from = {k: v for k, v in to_dict(cfg).items() if k != "kinds"}
+    text = json.dumps({"corpus": made_from, "split": split, "tla": tla.__version__}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -236,10 +246,11 @@ class CorpusDataset(torch.utils.data.Dataset):
         self.cfg, self.split, self.arrays = cfg, split, arrays
         self.sim_cfg = sim_config(cfg)
         self.attempts = len(arrays["shape"])
-        self.episode_indices = np.repeat(np.arange(self.attempts), len(KINDS))
+        self.kinds = tuple(cfg.kinds)
+        self.episode_indices = np.repeat(np.arange(self.attempts), len(self.kinds))
 
     def __len__(self) -> int:
-        return self.attempts * len(KINDS)
+        return self.attempts * len(self.kinds)
 
     def facts(self, attempt: int):
         from tla.sim.contact import ContactFacts
@@ -251,13 +262,14 @@ class CorpusDataset(torch.utils.data.Dataset):
 
     def question(self, i: int) -> dict:
         """Item `i` without its frames (no rendering)."""
-        attempt, k = divmod(int(i), len(KINDS))
+        attempt, k = divmod(int(i), len(self.kinds))
         a = self.arrays
         shape, clearance = str(a["shape"][attempt]), float(a["clearance"][attempt])
         error = np.asarray(a["error"][attempt], np.float64)
-        kind = KINDS[k]
-        q, ans = question_answer(kind, shape, clearance, error, self.facts(attempt),
-                                 _attempt_rng(self.cfg, self.split, attempt, 1 + k), self.sim_cfg.geometry)
+        kind = self.kinds[k]
+        q, ans = question_answer(kind, shape, clearance, error, self.facts(attempt),  # same draws per kind
+                                 _attempt_rng(self.cfg, self.split, attempt, 1 + KINDS.index(kind)),
+                                 self.sim_cfg.geometry)
         return {"shape": shape, "question": q, "answer": ans, "kind": kind, "clearance": clearance,
                 "error": error, "action": np.asarray(a["action"][attempt], np.float64), "episode_index": attempt}
 

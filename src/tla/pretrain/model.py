@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tla.policies.collapse import COLLAPSE_SHARE
 from tla.policies.tla.policy import TLAPolicy
 from tla.pretrain.corpus import KINDS
 
@@ -52,8 +53,11 @@ class PretrainPolicy(TLAPolicy):
         answers = self.answer_questions([it["frames"] for it in items], [it["shape"] for it in items],
                                         [it["question"] for it in items])
         scores = score(items, answers)
+        # the trainer's collapse keys: it warns loudly when val_collapsed is true
         return {"val_accuracy": scores["accuracy"],
-                **{f"val_accuracy_{k}": v["accuracy"] for k, v in scores["kinds"].items()}}
+                **{f"val_accuracy_{k}": v["accuracy"] for k, v in scores["kinds"].items()},
+                "val_distinct_answers": len(set(answers)), "val_modal_share": float(np.mean(
+                    [v["modal_share"] for v in scores["kinds"].values()])), "val_collapsed": scores["collapsed"]}
 
 
 # --- scoring --------------------------------------------------------------------------------------------
@@ -86,19 +90,32 @@ def chance(kind: str, truths: list[str]) -> float:
     return float(counts.max() / len(truths))
 
 
+def modal_share(texts: list[str]) -> float:
+    _, counts = np.unique(np.asarray(texts, dtype=object).astype(str), return_counts=True)
+    return float(counts.max() / len(texts))
+
+
 def score(items: list[dict], answers: list[str]) -> dict:
-    """Accuracy per kind beside the chance level of the same samples, and overall (the mean over kinds)."""
+    """Accuracy per kind beside the chance level of the same samples, and overall (the mean over kinds).
+    The collapse guard, per kind: the model gives one answer to at least COLLAPSE_SHARE of the kind's
+    samples while the right answers vary; `collapsed` when that holds for every kind (it reads nothing)."""
     kinds = {}
     for kind in KINDS:
         idx = [i for i, it in enumerate(items) if it["kind"] == kind]
         if not idx:
             continue
         truths = [items[i]["answer"] for i in idx]
+        given = [answers[i] for i in idx]
         acc = float(np.mean([correct(kind, items[i]["answer"], answers[i]) for i in idx]))
-        kinds[kind] = {"accuracy": acc, "chance": chance(kind, truths), "n": len(idx)}
+        share = modal_share(given)
+        kinds[kind] = {"accuracy": acc, "chance": chance(kind, truths), "n": len(idx),
+                       "distinct_answers": len(set(given)), "modal_share": share,
+                       "collapsed": bool(share >= COLLAPSE_SHARE > modal_share(truths))}
+    collapsed = [k for k, v in kinds.items() if v["collapsed"]]
     return {"accuracy": float(np.mean([v["accuracy"] for v in kinds.values()])) if kinds else float("nan"),
             "chance": float(np.mean([v["chance"] for v in kinds.values()])) if kinds else float("nan"),
-            "kinds": kinds}
+            "kinds": kinds, "collapsed_kinds": collapsed,
+            "collapsed": bool(kinds) and len(collapsed) == len(kinds)}
 
 
 # --- export ---------------------------------------------------------------------------------------------
@@ -124,3 +141,22 @@ def input_settings(policy: PretrainPolicy) -> dict:
     return {"modality": cfg.modality, "layout": cfg.layout, "image_size": cfg.image_size,
             "composite_size": cfg.composite_size, "frame_size": cfg.frame_size,
             "max_new_tokens": cfg.generate.max_new_tokens, "num_beams": cfg.generate.num_beams}
+
+
+def check_base(model_dir: str | Path) -> dict:
+    """A `tla pretrain` model folder whose input is the tiny TLA's (marker flow, the composite of the tiny
+    preset), as the ablation's pretrained-base rows feed it; returns its input settings."""
+    from tla.policies.tla.config import tla_preset
+
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").exists() or not (model_dir / INFO_FILE).exists():
+        raise FileNotFoundError(f"{model_dir} is not a `tla pretrain` model folder (config.json and {INFO_FILE} "
+                                "expected); run `tla pretrain --out OUT` and pass OUT/model")
+    got = json.loads((model_dir / INFO_FILE).read_text())["input"]
+    tiny = tla_preset("tiny")
+    want = {"modality": "marker_flow", "layout": tiny.layout, "composite_size": tiny.composite_size}
+    bad = {k: (got.get(k), v) for k, v in want.items() if got.get(k) != v}
+    if bad:
+        raise ValueError(f"{model_dir} was pretrained on another input than the tiny TLA reads: "
+                         + "; ".join(f"{k} {a!r} (needed {b!r})" for k, (a, b) in bad.items()))
+    return got
