@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -187,7 +188,7 @@ def simulate_corpus(cfg: CorpusConfig, split: str, progress: bool = True) -> dic
             shape = cfg.shapes[a % len(cfg.shapes)]
             clearance = float(cfg.clearances[int(rng.integers(len(cfg.clearances)))])
             error = draw_colliding_error(rng, sim_cfg.errors,
-                                         lambda e: geo.collides(shape, clearance, e, sim_cfg.geometry),
+                                         partial(geo.collides, shape, clearance, g=sim_cfg.geometry),
                                          what=f"{shape}, clearance {clearance} mm")
             res = simulate_attempt(sim_cfg, shape, clearance, error, rng)
             facts = contact_facts(shape, clearance, error)
@@ -290,7 +291,7 @@ def corpus_texts(cfg: CorpusConfig, samples: int = 400) -> list[str]:
 
     rng = np.random.default_rng([cfg.seed, 99])
     texts = []
-    for kind, templates in QUESTIONS.items():
+    for templates in QUESTIONS.values():
         for t in templates:
             for s in cfg.shapes:
                 texts.append(t.format(shape=s, move=encode_action(rng.uniform(-2, 2, 3))))

@@ -51,7 +51,7 @@ def check(model_dir: str | Path, corpus_cache: str | Path | None = None, limit: 
     result["samples"] = n
     result["examples"] = [{"kind": it["kind"], "question": it["question"], "truth": it["answer"], "answer": a}
                           for it, a in list(zip(items, answers))[:: max(1, n // 14)]]
-    result["distinct_answers"] = int(len(set(answers)))
+    result["distinct_answers"] = len(set(answers))
     return result
 
 
