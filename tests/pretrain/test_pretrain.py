@@ -102,18 +102,27 @@ def test_scoring_on_hand_made_answers():
     assert chance("insert", ["yes", "no", "no", "no"]) == 0.75
 
 
-def test_collapse_guard_fires_on_one_answer_per_kind_and_not_on_read_answers():
-    rims = ["the +x rim", "the -y rim", "the +x+y rim", "the -x rim"] * 5
-    pads = ["the left pad", "the right pad"] * 10
-    items = [{"kind": "rim", "answer": r} for r in rims] + [{"kind": "pad", "answer": p} for p in pads]
-    constant = score(items, ["the +x rim"] * 20 + ["the left pad"] * 20)
+def test_collapse_guard_fires_when_the_answer_follows_the_wording_not_the_touch():
+    rims = ["the +x rim", "the -y rim", "the +x+y rim", "the -x rim"] * 6
+    pads = ["the left pad", "the right pad"] * 12
+    wordings = ["Where does the peg touch the rim?", "Name the part of the rim in contact."] * 12
+    items = ([{"kind": "rim", "answer": r, "question": q} for r, q in zip(rims, wordings)]
+             + [{"kind": "pad", "answer": p, "question": "Which gel pad presses harder?"} for p in pads])
+    # one answer per wording (what the first pretraining run did: 13 distinct answers for 2100 questions)
+    by_wording = [("the +x rim" if q.startswith("Where") else "the -y rim") for q in wordings] + ["the left pad"] * 24
+    constant = score(items, by_wording)
     assert constant["collapsed"] and constant["collapsed_kinds"] == ["rim", "pad"]
-    assert constant["kinds"]["rim"]["distinct_answers"] == 1
-    reads = score(items, rims[:18] + ["the +x rim"] * 2 + pads)  # right, but for two samples
+    assert constant["kinds"]["rim"]["distinct_answers"] == 2  # two answers, yet nothing read
+    reads = score(items, rims[:22] + ["the +x rim"] * 2 + pads)  # right, but for two samples
     assert not reads["collapsed"] and reads["collapsed_kinds"] == []
     # a constant answer to a question whose right answer is constant is not a collapse
-    same = [{"kind": "twist", "answer": "clockwise"}] * 10
+    same = [{"kind": "twist", "answer": "clockwise", "question": "q"}] * 10
     assert not score(same, ["clockwise"] * 10)["collapsed"]
+    # the insert question's move is masked: its wordings group, and insert alone never makes `collapsed`
+    ins = [{"kind": "insert", "answer": a, "question": f"Would the move [{i}, 0, 0] insert the peg?"}
+           for i, a in enumerate(["yes", "no"] * 5)]
+    only_insert = score(ins, ["no"] * 10)
+    assert only_insert["collapsed_kinds"] == ["insert"] and not only_insert["collapsed"]
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,8 @@ def pretrain_cmd(
     console = Console()
     console.print(table)
     if check["collapsed_kinds"]:
-        console.print(f"[bold red]COLLAPSED[/bold red] on {', '.join(check['collapsed_kinds'])}: one answer for at "
-                      "least 90% of those questions' samples while the right answers vary; the model does not "
-                      "read the touch there" + (" (every kind: it reads nothing)" if check["collapsed"] else ""))
+        console.print(f"[bold red]COLLAPSED[/bold red] on {', '.join(check['collapsed_kinds'])}: one answer per "
+                      "wording of the question for at least 90% of its samples while the right answers vary; the "
+                      "model does not read the touch there" + (
+                          " (every kind only the touch answers: it reads nothing)" if check["collapsed"] else ""))
     print(f"checkpoint: {out / 'model'} (model card: {out / 'model' / 'README.md'})")

@@ -21,6 +21,7 @@ from tla.pretrain.corpus import KINDS
 
 INFO_FILE = "tla_pretrain.json"  # in the checkpoint folder: how to feed the model (modality, layout, size)
 _NUM = re.compile(r"[-+]?\d+(?:\.\d+)?")
+_MOVE = re.compile(r"\[[^\]]*\]")
 
 
 class PretrainPolicy(TLAPolicy):
@@ -57,7 +58,8 @@ class PretrainPolicy(TLAPolicy):
         return {"val_accuracy": scores["accuracy"],
                 **{f"val_accuracy_{k}": v["accuracy"] for k, v in scores["kinds"].items()},
                 "val_distinct_answers": len(set(answers)), "val_modal_share": float(np.mean(
-                    [v["modal_share"] for v in scores["kinds"].values()])), "val_collapsed": scores["collapsed"]}
+                    [v["modal_share_per_wording"] for v in scores["kinds"].values()])),
+                "val_collapsed": scores["collapsed"]}
 
 
 # --- scoring --------------------------------------------------------------------------------------------
@@ -95,10 +97,18 @@ def modal_share(texts: list[str]) -> float:
     return float(counts.max() / len(texts))
 
 
+def question_template(question: str) -> str:
+    """The question with its move masked: samples asked the same wording share a template."""
+    return _MOVE.sub("[move]", question)
+
+
 def score(items: list[dict], answers: list[str]) -> dict:
     """Accuracy per kind beside the chance level of the same samples, and overall (the mean over kinds).
-    The collapse guard, per kind: the model gives one answer to at least COLLAPSE_SHARE of the kind's
-    samples while the right answers vary; `collapsed` when that holds for every kind (it reads nothing)."""
+
+    The collapse guard: a kind collapsed when, for each wording of its question, the model gives one answer
+    to at least COLLAPSE_SHARE of the samples (averaged over wordings), while the right answers vary: its
+    answer is a function of the question's text, not of the touch. `collapsed` when every kind that only
+    the touch answers (all but `insert`, whose move is in the text) collapsed."""
     kinds = {}
     for kind in KINDS:
         idx = [i for i, it in enumerate(items) if it["kind"] == kind]
@@ -107,15 +117,19 @@ def score(items: list[dict], answers: list[str]) -> dict:
         truths = [items[i]["answer"] for i in idx]
         given = [answers[i] for i in idx]
         acc = float(np.mean([correct(kind, items[i]["answer"], answers[i]) for i in idx]))
-        share = modal_share(given)
+        groups: dict[str, list[str]] = {}
+        for i in idx:
+            groups.setdefault(question_template(items[i].get("question", "")), []).append(answers[i])
+        share = float(sum(modal_share(g) * len(g) for g in groups.values()) / len(idx))
         kinds[kind] = {"accuracy": acc, "chance": chance(kind, truths), "n": len(idx),
-                       "distinct_answers": len(set(given)), "modal_share": share,
+                       "distinct_answers": len(set(given)), "modal_share_per_wording": share,
                        "collapsed": bool(share >= COLLAPSE_SHARE > modal_share(truths))}
     collapsed = [k for k, v in kinds.items() if v["collapsed"]]
+    touch_only = [k for k in kinds if k != "insert"]
     return {"accuracy": float(np.mean([v["accuracy"] for v in kinds.values()])) if kinds else float("nan"),
             "chance": float(np.mean([v["chance"] for v in kinds.values()])) if kinds else float("nan"),
             "kinds": kinds, "collapsed_kinds": collapsed,
-            "collapsed": bool(kinds) and len(collapsed) == len(kinds)}
+            "collapsed": bool(touch_only) and all(k in collapsed for k in touch_only)}
 
 
 # --- export ---------------------------------------------------------------------------------------------

@@ -154,7 +154,8 @@ def pretrain(cfg: PretrainConfig, out: str | Path, overwrite: bool = False, prog
     plot_heldout(check, out / "heldout.png")
     timing_path = out / "timing.json"
     previous = json.loads(timing_path.read_text()) if timing_path.exists() else {}
-    write_atomic(timing_path, json.dumps({**previous, **{k: round(v, 1) for k, v in times.items()}}, indent=2))
+    # the first completed invocation's times stay: a rerun that only reloads must not overwrite them
+    write_atomic(timing_path, json.dumps({**{k: round(v, 1) for k, v in times.items()}, **previous}, indent=2))
     return check
 
 
@@ -175,8 +176,9 @@ def accuracy_table(check: dict) -> str:
         rows.append(f"| {kind} | {100 * v['accuracy']:.1f} | {100 * v['chance']:.1f} | {v['n']} |")
     rows.append(f"| **mean over kinds** | **{100 * check['accuracy']:.1f}** | {100 * check['chance']:.1f} | |")
     if check.get("collapsed_kinds"):
-        rows.append(f"\n**Collapsed** on {', '.join(check['collapsed_kinds'])}: one answer for at least 90% of "
-                    "those samples while the right answers vary (the model does not read the touch there).")
+        rows.append(f"\n**Collapsed** on {', '.join(check['collapsed_kinds'])}: one answer per wording of the "
+                    "question for at least 90% of its samples while the right answers vary (the model does not "
+                    "read the touch there).")
     return "\n".join(rows)
 
 
