@@ -287,7 +287,7 @@ class CorpusDataset(torch.utils.data.Dataset):
 def corpus_texts(cfg: CorpusConfig, samples: int = 400) -> list[str]:
     """Texts for the tokenizer: every question template with every shape and a spread of moves, every
     categorical answer, and a deterministic spread of numeric answers. Needs no simulation."""
-    from tla.sim.contact import PADS, RIM_SIDES, TWISTS
+    from tla.sim.contact import PADS, RIM_SIDES, TWISTS, ContactFacts
 
     rng = np.random.default_rng([cfg.seed, 99])
     texts = []
@@ -299,8 +299,6 @@ def corpus_texts(cfg: CorpusConfig, samples: int = 400) -> list[str]:
     texts += ["yes", "no"] + [f"x {a}, y {b}, rz {c}" for a in SIZE_WORDS for b in SIZE_WORDS for c in SIZE_WORDS]
     for _ in range(samples):
         texts.append(describe_error(rng.uniform([-2.5, -2.5, -5], [2.5, 2.5, 5])))
-    from tla.sim.contact import ContactFacts
-
     texts += [encode_contact(ContactFacts(r, p, t)) for r in RIM_SIDES for p in PADS for t in TWISTS]
     return texts
 

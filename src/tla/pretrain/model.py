@@ -36,18 +36,8 @@ class PretrainPolicy(TLAPolicy):
 
     def answer_questions(self, observations, shapes: list[str], questions: list[str]) -> list[str]:
         """Beam search (the run's `generate.num_beams`) answers to one question per observation."""
-        n, beams = self.cfg.generate.batch_size, self.cfg.generate.num_beams
-        was_training = self.model.training
-        self.model.eval()
-        texts: list[str] = []
-        try:
-            for i in range(0, len(observations), n):
-                t, _ = self._generate(observations[i : i + n], list(shapes[i : i + n]), beams, 1,
-                                      questions=list(questions[i : i + n]))
-                texts += [str(x).strip() for x in t[:, 0]]
-        finally:
-            self.model.train(was_training)
-        return texts
+        texts, _ = self.generate_batched(observations, shapes, self.cfg.generate.num_beams, 1, questions=questions)
+        return [str(x).strip() for x in texts[:, 0]]
 
     def validation_metrics(self, items: list[dict]) -> dict:
         """The trainer's validation hook: accuracy of the answers, overall and per kind."""
@@ -88,11 +78,11 @@ def chance(kind: str, truths: list[str]) -> float:
     if kind == "error":
         signs = np.stack([error_signs(t) for t in truths])
         return float(np.mean([max(np.mean(signs[:, i] > 0), np.mean(signs[:, i] <= 0)) for i in range(3)]))
-    _, counts = np.unique(truths, return_counts=True)
-    return float(counts.max() / len(truths))
+    return modal_share(truths)
 
 
 def modal_share(texts: list[str]) -> float:
+    """The share of the most frequent text."""
     _, counts = np.unique(np.asarray(texts, dtype=object).astype(str), return_counts=True)
     return float(counts.max() / len(texts))
 

@@ -24,8 +24,9 @@ from pathlib import Path
 
 from tla.config import apply_overrides, from_dict, to_dict
 from tla.policies.tla.config import TLAConfig, tla_preset
-from tla.pretrain.corpus import CorpusConfig, corpus_texts, describe, load_corpus
+from tla.pretrain.corpus import EVALUATION_CLEARANCES, CorpusConfig, corpus_texts, describe, load_corpus
 from tla.pretrain.model import PretrainPolicy, export_checkpoint, input_settings
+from tla.sim.geometry import SHAPES
 from tla.train.config import TrainConfig, train_preset
 
 CONFIG_FILE = "pretrain.json"
@@ -202,8 +203,8 @@ test of the paper's recipe (load a base, freeze the vision tower and merger, LoR
 ## Training data
 {train_samples} question-answer pairs from {c.attempts} failed insertion attempts in the TLA tactile simulator
 (seed {c.seed}): peg shapes {', '.join(c.shapes)}, clearances {', '.join(map(str, c.clearances))} mm. No
-evaluation shape (square, triangle, round, hexagon, pentagon) and no evaluation clearance (2.0, 1.6, 1.0,
-0.6 mm) is in it. Each attempt is asked one question of each kind (wording drawn from templates):
+evaluation shape ({', '.join(SHAPES)}) and no evaluation clearance
+({', '.join(map(str, EVALUATION_CLEARANCES))} mm) is in it. Each attempt is asked one question of each kind (wording drawn from templates):
 {examples}
 
 ## Input

@@ -164,6 +164,25 @@ class TLAPolicy(TrainablePolicy):
         scores = np.zeros(len(texts)) if returned == 1 else out.sequences_scores.float().cpu().numpy()
         return np.array(texts, dtype=object).reshape(-1, returned), scores.reshape(-1, returned)
 
+    def generate_batched(self, observations, shapes, beams: int, returned: int, constrained: bool = False,
+                         questions: list[str] | None = None):
+        """`_generate` over chunks of `generate.batch_size`, in eval mode (the training mode is restored):
+        texts (B, returned) and log-probabilities (B, returned)."""
+        was_training = self.model.training
+        self.model.eval()
+        texts, scores = [], []
+        n = self.cfg.generate.batch_size
+        try:
+            for i in range(0, len(observations), n):
+                asked = {} if questions is None else {"questions": list(questions[i : i + n])}
+                t, s = self._generate(observations[i : i + n], list(shapes[i : i + n]), beams, returned, constrained,
+                                      **asked)
+                texts.append(t)
+                scores.append(s)
+        finally:
+            self.model.train(was_training)
+        return np.concatenate(texts), np.concatenate(scores)
+
     def predict(self, batch: dict, num_beams: int | None = None, decode: str | None = None,
                 constrained: bool | None = None) -> Prediction:
         """batch (`tla.policies.base.Policy`): `observation` uint8 (B, 8, H, W, 3), `shape` B names ->
@@ -179,18 +198,7 @@ class TLAPolicy(TrainablePolicy):
         returned = beams if decode == "mean" else 1
         constrained = self.cfg.generate.constrained if constrained is None else bool(constrained)
         check_answer_budget(self.cfg, constrained)  # a whole answer must be reachable
-        was_training = self.model.training
-        self.model.eval()
-        texts, scores = [], []
-        n = self.cfg.generate.batch_size
-        try:
-            for i in range(0, len(observations), n):
-                t, s = self._generate(observations[i : i + n], list(shapes[i : i + n]), beams, returned, constrained)
-                texts.append(t)
-                scores.append(s)
-        finally:
-            self.model.train(was_training)
-        texts, scores = np.concatenate(texts), np.concatenate(scores)
+        texts, scores = self.generate_batched(observations, shapes, beams, returned, constrained)
         parsed = np.array([[_parse(t, self.cfg.scale) for t in row] for row in texts])
         parsed = parsed.reshape(*texts.shape, 3)
         actions = mean_action(parsed, scores)
