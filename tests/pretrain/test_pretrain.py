@@ -72,6 +72,18 @@ def test_answers_are_the_simulators_and_the_geometrys(corpus):
         assert geo.collides(it["shape"], it["clearance"], it["error"], sim.geometry)
 
 
+def test_the_recorded_corpus_rebuilds_the_same_config():
+    """The checkpoint's tla_pretrain.json records `describe(cfg)`; the held-out check rebuilds the corpus
+    from it, so a run on a subset of the question kinds is checked on that subset."""
+    from tla.config import from_dict
+    from tla.pretrain.corpus import describe
+
+    cfg = CorpusConfig(kinds=("rim", "caption"), attempts=7)
+    recorded = json.loads(json.dumps(describe(cfg)))
+    assert from_dict(CorpusConfig, {k: v for k, v in recorded.items() if k in CorpusConfig.__dataclass_fields__}) == cfg
+    assert set(recorded["questions"]) == {"rim", "caption"}
+
+
 def test_size_words_follow_the_clearance():
     assert describe_size([0.4, -0.6, 0.5], 1.0) == "x centred, y slightly -, rz centred"
     assert describe_size([1.6, 0.9, -3.5], 2.4) == "x far +, y centred, rz far -"

@@ -304,6 +304,7 @@ def corpus_texts(cfg: CorpusConfig, samples: int = 400) -> list[str]:
 
 
 def describe(cfg: CorpusConfig) -> dict:
-    return {**to_dict(cfg), "kinds": list(KINDS), "questions": {k: list(v) for k, v in QUESTIONS.items()},
+    """The config (the held-out check rebuilds the corpus from it) and what a reader of the card needs."""
+    return {**to_dict(cfg), "questions": {k: list(QUESTIONS[k]) for k in cfg.kinds},
             "evaluation_shapes_excluded": list(geo.SHAPES),
             "evaluation_clearances_excluded": list(EVALUATION_CLEARANCES)}
