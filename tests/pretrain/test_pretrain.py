@@ -18,7 +18,7 @@ from tla.pretrain.corpus import (
     describe_size,
     load_corpus,
 )
-from tla.pretrain.model import chance, correct, score
+from tla.pretrain.model import BASE_INPUT, chance, check_base, correct, score
 from tla.sim import geometry as geo
 
 EVALUATION_SHAPES = ("square", "triangle", "round", "hexagon", "pentagon")
@@ -137,6 +137,30 @@ def test_collapse_guard_fires_when_the_answer_follows_the_wording_not_the_touch(
     assert only_insert["collapsed_kinds"] == ["insert"] and not only_insert["collapsed"]
 
 
+def test_answer_weighted_loss_is_the_mean_of_each_answers_own_loss(tmp_path):
+    """loss="answer": a batch's loss is the mean of its answers' losses, whatever their lengths; for one
+    answer it is the model's own (token-mean) loss."""
+    import torch
+
+    from tla.pretrain.run import new_policy, pretrain_config
+
+    cfg = pretrain_config("smoke")
+    policy = new_policy(cfg)
+    assert policy.loss_weighting == "answer"
+    data = load_corpus(cfg.corpus, "train", tmp_path, progress=False)
+    short, long = data[KINDS.index("pad")], data[KINDS.index("error")]  # 'the left pad' / 'x +1.4 mm, ...'
+    with torch.no_grad():
+        own = [float(policy.model(**policy.collate([it]), use_cache=False).loss) for it in (short, long)]
+        mixed = float(policy.loss(policy.model, policy.collate([short, long]))[0])
+        policy.loss_weighting = "token"
+        by_token = float(policy.loss(policy.model, policy.collate([short, long]))[0])
+    assert float(policy.loss(policy.model, policy.collate([short]))[0]) == pytest.approx(own[0], rel=1e-5)
+    assert mixed == pytest.approx(np.mean(own), rel=1e-4)
+    assert abs(by_token - np.mean(own)) > 1e-3  # the token mean leans to the long answer
+    with pytest.raises(ValueError, match="loss must be 'answer' or 'token'"):
+        pretrain_config("smoke", ["loss=sample"])
+
+
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     from tla.pretrain.run import pretrain, pretrain_config
@@ -163,6 +187,18 @@ def test_smoke_pretrain_exports_a_stock_checkpoint_checked_in_a_fresh_process(sm
             "print(type(m).__name__, len(t), m.config.vision_config.depth)")
     done = subprocess.run([sys.executable, "-c", code, str(model)], capture_output=True, text=True, check=True)
     assert done.stdout.split()[0] == "Qwen2VLForConditionalGeneration"
+    # the input is the labelled-frames layout, said in the card, and the fine-tuning rows accept the base
+    assert "left t0:<|vision_start|><|image_pad|> x N<|vision_end|> ... right t3:" in card
+    assert check_base(model) == {**json.loads((model / "tla_pretrain.json").read_text())["input"], **BASE_INPUT}
+
+
+def test_check_base_refuses_a_base_pretrained_on_another_input(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "tla_pretrain.json").write_text(json.dumps({"input": {**BASE_INPUT, "layout": "composite"}}))
+    with pytest.raises(ValueError, match="layout 'composite' \\(needed 'frames'\\)"):
+        check_base(tmp_path)
+    with pytest.raises(FileNotFoundError, match="not a `tla pretrain` model folder"):
+        check_base(tmp_path / "nowhere")
 
 
 @pytest.mark.slow
@@ -194,7 +230,8 @@ def test_paper_recipe_on_the_pretrained_base_trains_only_the_adapters(smoke_run,
     info = json.loads((out / "model" / "tla_pretrain.json").read_text())["input"]
     policy = TLAPolicy.build("tiny", ["model.preset=pretrained", f"model.path={out / 'model'}",
                                       "model.train_mode=lora", "model.position_table=false",
-                                      f"composite_size={info['composite_size']}", f"modality={info['modality']}"])
+                                      f"layout={info['layout']}", f"frame_size={info['frame_size']}",
+                                      f"modality={info['modality']}"])
     before = {n: p.detach().clone() for n, p in policy.model.named_parameters()}
     trainable = [n for n, p in policy.model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)

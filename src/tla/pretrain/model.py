@@ -14,11 +14,16 @@ import re
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from tla.policies.collapse import COLLAPSE_SHARE
 from tla.policies.tla.policy import TLAPolicy
+from tla.policies.tla.processing import IGNORE
 from tla.pretrain.corpus import KINDS
 
+# The input a pretraining base reads and its fine-tuning runs must be fed: marker flow, the 8 frames as
+# labelled 56 px images (see tla.pretrain.run for why not the composite)
+BASE_INPUT = {"modality": "marker_flow", "layout": "frames", "frame_size": 56}
 INFO_FILE = "tla_pretrain.json"  # in the checkpoint folder: how to feed the model (modality, layout, size)
 _NUM = re.compile(r"[-+]?\d+(?:\.\d+)?")
 _MOVE = re.compile(r"\[[^\]]*\]")
@@ -26,6 +31,21 @@ _MOVE = re.compile(r"\[[^\]]*\]")
 
 class PretrainPolicy(TLAPolicy):
     name = "tla_pretrain"
+    # "answer": every answer weighs the same in a batch (its tokens' mean loss, then the mean over answers);
+    # "token": the mean over every answer token of the batch (the model's own loss), under which a 25-token
+    # numeric answer outweighs a 3-token "the left pad" eightfold. Set by `PretrainConfig.loss`.
+    loss_weighting = "answer"
+
+    def loss(self, model, batch: dict):
+        if self.loss_weighting == "token":
+            return super().loss(model, batch)
+        labels = batch["labels"]
+        logits = model(**{k: v for k, v in batch.items() if k != "labels"}, use_cache=False).logits
+        targets = labels[:, 1:]
+        per_token = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets,
+                                                      ignore_index=IGNORE, reduction="none")
+        counts = (targets != IGNORE).sum(1).clamp(min=1)
+        return (per_token.sum(1) / counts).mean(), {}
 
     def answer(self, item: dict) -> str:
         return item["answer"]
@@ -147,20 +167,18 @@ def input_settings(policy: PretrainPolicy) -> dict:
             "max_new_tokens": cfg.generate.max_new_tokens, "num_beams": cfg.generate.num_beams}
 
 
-def check_base(model_dir: str | Path) -> dict:
-    """A `tla pretrain` model folder whose input is the tiny TLA's (marker flow, the composite of the tiny
-    preset), as the ablation's pretrained-base rows feed it; returns its input settings."""
-    from tla.policies.tla.config import tla_preset
-
+def check_base(model_dir: str | Path, want: dict | None = None) -> dict:
+    """A `tla pretrain` model folder pretrained on the input `want` (default BASE_INPUT, what the ablation's
+    pretrained-base rows feed it); returns its input settings."""
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").exists() or not (model_dir / INFO_FILE).exists():
         raise FileNotFoundError(f"{model_dir} is not a `tla pretrain` model folder (config.json and {INFO_FILE} "
                                 "expected); run `tla pretrain --out OUT` and pass OUT/model")
     got = json.loads((model_dir / INFO_FILE).read_text())["input"]
-    tiny = tla_preset("tiny")
-    want = {"modality": "marker_flow", "layout": tiny.layout, "composite_size": tiny.composite_size}
+    want = BASE_INPUT if want is None else want
     bad = {k: (got.get(k), v) for k, v in want.items() if got.get(k) != v}
     if bad:
-        raise ValueError(f"{model_dir} was pretrained on another input than the tiny TLA reads: "
-                         + "; ".join(f"{k} {a!r} (needed {b!r})" for k, (a, b) in bad.items()))
+        raise ValueError(f"{model_dir} was pretrained on another input than the fine-tuning rows feed it: "
+                         + "; ".join(f"{k} {a!r} (needed {b!r})" for k, (a, b) in bad.items())
+                         + "; pretrain it with the default tla.* input settings")
     return got

@@ -25,7 +25,7 @@ from pathlib import Path
 from tla.config import apply_overrides, from_dict, to_dict
 from tla.policies.tla.config import TLAConfig, tla_preset
 from tla.pretrain.corpus import EVALUATION_CLEARANCES, CorpusConfig, corpus_texts, describe, load_corpus
-from tla.pretrain.model import PretrainPolicy, export_checkpoint, input_settings
+from tla.pretrain.model import BASE_INPUT, PretrainPolicy, export_checkpoint, input_settings
 from tla.sim.geometry import SHAPES
 from tla.train.config import TrainConfig, train_preset
 
@@ -33,28 +33,45 @@ CONFIG_FILE = "pretrain.json"
 
 
 def _tla_default() -> TLAConfig:
-    # the tiny TLA's input (marker flow, 168 px composite) without the position table, greedy answers
-    return tla_preset("tiny", ["model.position_table=false", "generate.decode=top", "generate.num_beams=1",
-                               "generate.max_new_tokens=48", "model.tiny.vocab_size=768"])
+    # marker flow in the `frames` layout (8 images of 56 px, each after its label "left t0:" ...), no position
+    # table, greedy answers. Why frames: a stock Qwen2-VL has no absolute position in any token's content
+    # (rotary positions only shape attention), so in the one-image composite it cannot tell the left pad's
+    # cells from the right pad's; the tiny TLA gets that from its position table, which a stock checkpoint
+    # cannot hold. The labels say it in words. Measured on this corpus, "which pad presses harder" only,
+    # 1000 steps: composite 49.7% held-out (chance 49.7%, one answer), frames 96.7%.
+    return tla_preset("tiny", [f"{k}={v}" for k, v in BASE_INPUT.items()] + [
+        "model.position_table=false", "generate.decode=top", "generate.num_beams=1",
+        "generate.max_new_tokens=48", "model.tiny.vocab_size=768"])
 
 
 @dataclass
 class PretrainConfig:
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     train: TrainConfig = field(default_factory=lambda: train_preset(
-        "tiny", ["max_steps=4000", "batch_size=16", "val_every=500", "save_every=500", "val_max_samples=70",
+        "tiny", ["max_steps=2400", "batch_size=16", "val_every=500", "save_every=500", "val_max_samples=70",
                  "best_metric=val_loss"]))
     tla: TLAConfig = field(default_factory=_tla_default)
+    # how the answers of a batch are weighed in the loss: "answer" (each answer the same) or "token" (each
+    # answer token the same: long numeric answers dominate); see PretrainPolicy.loss_weighting
+    loss: str = "answer"
+    # A warm-up stage on the easiest question kind before the whole corpus (`OUT/warmup/`, the same trainer
+    # settings but max_steps). Without it the model answers every kind from the question's wording alone
+    # and does not leave that plateau (1500 steps on all 7 kinds, or 1000 on rim + pad + twist, with 2 or 4
+    # language layers: one answer per kind, at chance); trained on "which pad presses harder" alone it reads the touch within 250 steps
+    # (held-out 96.7%), and from there the other kinds follow (rim + pad + twist after 400 pad steps: rim
+    # 38% and pad 96% on validation by step 600, chance 16 / 49%). 0 turns the stage off.
+    warmup_kinds: tuple[str, ...] = ("pad",)
+    warmup_steps: int = 400
 
 
 PRESETS = {
-    # 2 CPU cores: the corpus (10000 + 300 attempts) and 4000 steps of batch 16 (64k question-answer pairs,
-    # ~0.9 epochs of the 70k)
+    # 2 CPU cores, ~30 min: the corpus (10000 + 300 attempts), 400 warm-up steps and 2400 steps of batch 16
+    # (38k question-answer pairs, ~0.55 epochs of the 70k)
     "tiny": [],
     # for tests: seconds
-    "smoke": ["corpus.attempts=6", "corpus.heldout_attempts=2", "train.max_steps=4", "train.batch_size=4",
+    "smoke": ["warmup_steps=2", "corpus.attempts=6", "corpus.heldout_attempts=2", "train.max_steps=4", "train.batch_size=4",
               "train.val_every=2", "train.save_every=2", "train.val_max_samples=7", "train.num_workers=0",
-              "train.report_to=none", "tla.composite_size=84", "tla.generate.max_new_tokens=8",
+              "train.report_to=none", "tla.generate.max_new_tokens=8",
               "tla.model.tiny.vocab_size=512"],
 }
 
@@ -64,6 +81,11 @@ def pretrain_config(preset: str = "tiny", overrides: list[str] | None = None) ->
         raise ValueError(f"unknown pretrain preset {preset!r}; choose one of {', '.join(PRESETS)}")
     cfg = apply_overrides(PretrainConfig(), [*PRESETS[preset], *(overrides or [])])
     cfg.corpus.validate()
+    if cfg.loss not in ("answer", "token"):
+        raise ValueError(f"loss must be 'answer' or 'token', got {cfg.loss!r}")
+    if cfg.warmup_steps < 0 or (cfg.warmup_steps and not set(cfg.warmup_kinds) <= set(cfg.corpus.kinds)):
+        raise ValueError(f"warmup_steps must be >= 0 and warmup_kinds ({', '.join(cfg.warmup_kinds)}) question "
+                         f"kinds of the corpus ({', '.join(cfg.corpus.kinds)})")
     if cfg.tla.model.position_table:
         raise ValueError("tla.model.position_table=true is not a stock Qwen2-VL module: the checkpoint would not "
                          "load in plain transformers; leave it off here (a fine-tuning run may add it)")
@@ -115,7 +137,9 @@ def new_policy(cfg: PretrainConfig) -> PretrainPolicy:
 
     tok = train_tiny_tokenizer(cfg.tla.model.tiny.vocab_size, adapter_for(cfg.tla.model),
                                extra_texts=tuple(corpus_texts(cfg.corpus)))
-    return PretrainPolicy(cfg.tla, tokenizer=tok)
+    policy = PretrainPolicy(cfg.tla, tokenizer=tok)
+    policy.loss_weighting = cfg.loss
+    return policy
 
 
 def pretrain(cfg: PretrainConfig, out: str | Path, overwrite: bool = False, progress: bool = True,
@@ -138,7 +162,9 @@ def pretrain(cfg: PretrainConfig, out: str | Path, overwrite: bool = False, prog
     if (run_dir / "policy" / "policy.json").exists():
         policy = PretrainPolicy.load(run_dir / "policy")
     else:
-        policy = new_policy(cfg)
+        policy = warm_up(cfg, out, progress, stop_after)
+        if policy is None:
+            return {"finished": False, "stage": "warmup"}
         result = train(policy, train_set, cfg.train, run_dir, {"pretrain": to_dict(cfg)},
                        resume=(run_dir / "checkpoints").exists(), stop_after=stop_after)
         if not result["finished"]:
@@ -158,6 +184,29 @@ def pretrain(cfg: PretrainConfig, out: str | Path, overwrite: bool = False, prog
     # the first completed invocation's times stay: a rerun that only reloads must not overwrite them
     write_atomic(timing_path, json.dumps({**{k: round(v, 1) for k, v in times.items()}, **previous}, indent=2))
     return check
+
+
+def warm_up(cfg: PretrainConfig, out: Path, progress: bool, stop_after: int | None) -> PretrainPolicy | None:
+    """The new model after the warm-up stage (`out/warmup/`: cfg.warmup_steps steps on the warm-up kinds
+    only; resumable like the main stage), or None when `stop_after` ended it."""
+    from dataclasses import replace
+
+    from tla.train.trainer import train
+
+    policy = new_policy(cfg)
+    if not cfg.warmup_steps:
+        return policy
+    warm_dir = out / "warmup"
+    if (warm_dir / "policy" / "policy.json").exists():
+        policy = PretrainPolicy.load(warm_dir / "policy")
+        policy.loss_weighting = cfg.loss
+        return policy
+    warm_set = load_corpus(replace(cfg.corpus, kinds=tuple(cfg.warmup_kinds)), "train", out / "corpus", progress)
+    warm_cfg = replace(cfg.train, max_steps=cfg.warmup_steps,
+                       val_every=min(cfg.train.val_every, max(1, cfg.warmup_steps // 2)))
+    result = train(policy, warm_set, warm_cfg, warm_dir, {"pretrain": to_dict(cfg), "stage": "warmup"},
+                   resume=(warm_dir / "checkpoints").exists(), stop_after=stop_after)
+    return policy if result["finished"] else None
 
 
 def heldout_in_fresh_process(model_dir: Path, corpus_dir: Path, result: Path) -> dict:
@@ -181,6 +230,32 @@ def accuracy_table(check: dict) -> str:
                     "question for at least 90% of its samples while the right answers vary (the model does not "
                     "read the touch there).")
     return "\n".join(rows)
+
+
+def warmup_words(cfg: PretrainConfig) -> str:
+    if not cfg.warmup_steps:
+        return ""
+    return (f"a warm-up of {cfg.warmup_steps} steps on the {', '.join(cfg.warmup_kinds)} questions alone (from "
+            "scratch on every kind at once the model answers from the wording alone and stays there), ")
+
+
+def layout_words(tla_cfg: TLAConfig) -> str:
+    if tla_cfg.layout == "frames":
+        return f"as 8 images of {tla_cfg.frame_size} px, each after its label (left t0: ... right t3:)"
+    if tla_cfg.layout == "video":
+        return f"as two 4-frame videos of {tla_cfg.frame_size} px, each after its label (left pad: / right pad:)"
+    return f"in one 3x3 composite image of {tla_cfg.composite_size} px"
+
+
+def layout_prompt(tla_cfg: TLAConfig) -> str:
+    """The user turn's media part as the chat template writes it (N: the image's token count)."""
+    image = "<|vision_start|><|image_pad|> x N<|vision_end|>"
+    if tla_cfg.layout == "frames":
+        return f"left t0:{image} ... right t3:{image}"
+    if tla_cfg.layout == "video":
+        video = "<|vision_start|><|video_pad|> x N<|vision_end|>"
+        return f"left pad:{video}right pad:{video}"
+    return image
 
 
 def write_model_card(model_dir: Path, cfg: PretrainConfig, check: dict, train_samples: int) -> Path:
@@ -207,11 +282,16 @@ evaluation shape ({', '.join(SHAPES)}) and no evaluation clearance
 ({', '.join(map(str, EVALUATION_CLEARANCES))} mm) is in it. Each attempt is asked one question of each kind (wording drawn from templates):
 {examples}
 
-## Input
-Each prompt is Qwen2-VL's chat with one image: the 8 tactile frames (left pad t0..t3, right pad t0..t3) of
-the `{cfg.tla.modality}` modality in a 3x3 composite of {cfg.tla.composite_size} px, then the question:
+## Training
+Every weight from random initialisation, AdamW (lr {cfg.train.lr:g}, cosine, batch {cfg.train.batch_size}), next-token
+loss on the answers, each answer weighed the same (`loss={cfg.loss}`): {warmup_words(cfg)}then
+{cfg.train.max_steps} steps on every question kind.
 
-    <|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n<|im_start|>user\\n<|vision_start|><|image_pad|> x N<|vision_end|>{{question}}<|im_end|>\\n<|im_start|>assistant\\n
+## Input
+Each prompt is Qwen2-VL's chat: the 8 tactile frames (left pad t0..t3, right pad t0..t3) of the
+`{cfg.tla.modality}` modality, {layout_words(cfg.tla)}, then the question:
+
+    <|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n<|im_start|>user\\n{layout_prompt(cfg.tla)}{{question}}<|im_end|>\\n<|im_start|>assistant\\n
 
 `tla_pretrain.json` holds the exact input settings, the corpus and the training config.
 
