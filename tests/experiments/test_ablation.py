@@ -60,17 +60,17 @@ def test_pretrained_base_rows_fine_tune_the_given_base_with_the_papers_recipe(tm
         runs(AblationConfig(seeds=(0,), variants=PRETRAIN_VARIANTS))
     by_row = {r.row: r for r in runs(AblationConfig(seeds=(2,), variants=PRETRAIN_VARIANTS, base=str(tmp_path)))}
     lora, full = by_row["SP-TLA pretrained base + LoRA (paper recipe)"], by_row["SP-TLA pretrained base + full fine-tuning"]
-    scratch = by_row["SP-TLA marker flow"]
-    assert (lora.key, full.key, scratch.key) == ("tla_base_lora_s2", "tla_base_full_s2", "tla_marker_flow_s2")
+    scratch = by_row["SP-TLA marker flow + frames layout (from scratch)"]
+    assert (lora.key, full.key, scratch.key) == ("tla_base_lora_s2", "tla_base_full_s2", "tla_flow_frames_s2")
     assert by_row["SP-TLA pretrained base + LoRA + mean of beams"].key == lora.key  # evaluation-only row
     cfgs = {name: tla_preset("tiny", [o for o in r.overrides if not o.startswith("train.")])
             for name, r in (("lora", lora), ("full", full), ("scratch", scratch))}
     assert cfgs["lora"].model.preset == "pretrained" and cfgs["lora"].model.train_mode == "lora"
     assert cfgs["lora"].model.path == str(tmp_path.resolve()) and cfgs["lora"].model.freeze_vision
     assert cfgs["full"].model.train_mode == "full" and cfgs["scratch"].model.preset == "tiny"
-    # one input for the three: marker flow, the tiny composite, no position table
+    # one input for the three, the base's: marker flow, 8 labelled 56 px frames, no position table
     for c in cfgs.values():
-        assert (c.modality, c.composite_size, c.model.position_table) == ("marker_flow", 168, False)
+        assert (c.modality, c.layout, c.frame_size, c.model.position_table) == ("marker_flow", "frames", 56, False)
 
 
 @pytest.mark.slow

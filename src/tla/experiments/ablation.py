@@ -29,6 +29,7 @@ from rich.console import Console
 
 from tla.eval.determinism import dumps as strict_dumps
 from tla.experiments.reproduce import PRESETS, Stages
+from tla.pretrain.model import BASE_INPUT
 from tla.runinfo import describe_hardware, hardware, run_metadata
 
 console = Console()
@@ -55,9 +56,12 @@ FLOW = ("modality=marker_flow", "preprocess.demarker=false", "preprocess.contras
 FLOW_TABLE = (*FLOW, "model.position_table=true")
 # contact reasoning (the answer states the contact before the action) needs a longer decoding budget
 CONTACT = (*FLOW_TABLE, "answer=contact_action", "generate.max_new_tokens=78")
-# the paper's fine-tuning recipe on a `tla pretrain` base (AblationConfig.base): LoRA on the language model,
-# vision tower and merger frozen, no position table (the base has none); or every weight fine-tuned
-ON_BASE = (*FLOW, "model.position_table=false", "model.preset=pretrained", "model.path={base}")
+# the input of a `tla pretrain` base: marker flow, the 8 frames as labelled images, no position table (a stock
+# Qwen2-VL has none); the from-scratch row of the pretraining comparison reads the same
+BASE_FLOW = (*FLOW, "model.position_table=false", *(f"{k}={v}" for k, v in BASE_INPUT.items()))
+# the paper's fine-tuning recipe on that base (AblationConfig.base): LoRA on the language model, vision tower
+# and merger frozen; or every weight fine-tuned
+ON_BASE = (*BASE_FLOW, "model.preset=pretrained", "model.path={base}")
 VARIANTS: dict[str, Variant] = {
     "SP-TLA paper input (rgb)": Variant("tla", "tla_paper_input", RGB_PAPER, "top"),
     "SP-TLA paper input + mean of beams": Variant("tla", "tla_paper_input", RGB_PAPER, "mean"),
@@ -70,6 +74,9 @@ VARIANTS: dict[str, Variant] = {
     "SP-TLA marker flow": Variant("tla", "tla_marker_flow", (*FLOW, "model.position_table=false"), "top"),
     "SP-TLA marker flow + mean of beams": Variant("tla", "tla_marker_flow", (*FLOW, "model.position_table=false"),
                                                   "mean"),
+    "SP-TLA marker flow + frames layout (from scratch)": Variant("tla", "tla_flow_frames", BASE_FLOW, "top"),
+    "SP-TLA marker flow + frames layout (from scratch) + mean of beams": Variant("tla", "tla_flow_frames",
+                                                                                BASE_FLOW, "mean"),
     "SP-TLA pretrained base + LoRA (paper recipe)": Variant("tla", "tla_base_lora",
                                                             (*ON_BASE, "model.train_mode=lora"), "top"),
     "SP-TLA pretrained base + LoRA + mean of beams": Variant("tla", "tla_base_lora",
@@ -92,8 +99,9 @@ ANSWER_VARIANTS = ("SP-TLA marker flow + position table + mean of beams (tiny pr
                    "SP-TLA tiny preset + constrained decoding", "SP-TLA tiny preset + contact reasoning",
                    "SP-TLA tiny preset + contact reasoning + constrained decoding", "BC marker flow (tiny preset)")
 # the pretraining rows (issue: language grounding, part 2): from scratch vs the paper's recipe on the
-# pretrained base vs full fine-tuning of it, the same input (marker flow, no position table), both decodings
-PRETRAIN_VARIANTS = ("SP-TLA marker flow", "SP-TLA marker flow + mean of beams",
+# pretrained base vs full fine-tuning of it, the same input (the base's: BASE_FLOW), both decodings
+PRETRAIN_VARIANTS = ("SP-TLA marker flow + frames layout (from scratch)",
+                     "SP-TLA marker flow + frames layout (from scratch) + mean of beams",
                      "SP-TLA pretrained base + LoRA (paper recipe)", "SP-TLA pretrained base + LoRA + mean of beams",
                      "SP-TLA pretrained base + full fine-tuning",
                      "SP-TLA pretrained base + full fine-tuning + mean of beams",
@@ -333,9 +341,10 @@ def write_report(out: Path, res: dict) -> Path:
             f"(`{cfg['base']}`: questions about the touch of peg shapes and clearances no evaluation uses), "
             "fine-tuned on the same data with the paper's recipe (`LoRA`: rank-16 adapters on the language "
             "model's linear layers, vision tower and merger frozen) or with every weight trained (`full "
-            "fine-tuning`); its tokenizer is the base's. `marker flow` without `pretrained base` is the same "
-            "input and model trained from random initialisation. None of these rows has the position table "
-            "(the base has none)."]),
+            "fine-tuning`); its tokenizer is the base's. `frames layout (from scratch)` is the same input "
+            "(marker flow, the 8 frames as labelled 56 px images, no position table: what the base reads) and "
+            "model trained from random initialisation. None of these rows has the position table (a stock "
+            "Qwen2-VL has none)."]),
         "",
         "| model | seeds | direction x % | direction y % | direction rz % | GCR % | L1 x / y / rz (all) | "
         f"closed loop {cfg['clearance']} mm success % | mean steps | collapsed runs |",
