@@ -52,7 +52,8 @@ class PretrainConfig:
                  "best_metric=val_loss"]))
     tla: TLAConfig = field(default_factory=_tla_default)
     # how the answers of a batch are weighed in the loss: "answer" (each answer the same) or "token" (each
-    # answer token the same: long numeric answers dominate); see PretrainPolicy.loss_weighting
+    # answer token the same: long numeric answers dominate; which of the two learns better is unmeasured:
+    # without the warm-up neither did, and the warm-up runs used "answer"); see PretrainPolicy.loss_weighting
     loss: str = "answer"
     # A warm-up stage on the easiest question kind before the whole corpus (`OUT/warmup/`, the same trainer
     # settings but max_steps). Without it the model answers every kind from the question's wording alone
@@ -284,7 +285,7 @@ evaluation shape ({', '.join(SHAPES)}) and no evaluation clearance
 
 ## Training
 Every weight from random initialisation, AdamW (lr {cfg.train.lr:g}, cosine, batch {cfg.train.batch_size}), next-token
-loss on the answers, each answer weighed the same (`loss={cfg.loss}`): {warmup_words(cfg)}then
+loss on the answers, {'each answer' if cfg.loss == 'answer' else 'each answer token'} weighed the same (`loss={cfg.loss}`): {warmup_words(cfg)}then
 {cfg.train.max_steps} steps on every question kind.
 
 ## Input

@@ -9,7 +9,8 @@ from tla.plotting import plt, save_figure
 
 
 def plot_training(run_dir: str | Path, out: str | Path | None = None) -> Path | None:
-    """Write `train_curves.png` (left: train and validation loss; right: validation L1 per axis)."""
+    """Write `train_curves.png` (left: train and validation loss; right: validation L1 per axis, or the
+    accuracy per question kind when the run logs `val_accuracy_<kind>`, as pretraining does)."""
     run_dir = Path(run_dir)
     log = run_dir / "train_log.jsonl"
     if not log.exists():
@@ -19,18 +20,20 @@ def plot_training(run_dir: str | Path, out: str | Path | None = None) -> Path | 
     val = [r for r in rows if r.get("split") == "val"]
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     a.plot([r["step"] for r in train], [r["loss"] for r in train], lw=1, label="train")
+    # the right panel: validation L1 per axis (action policies) or accuracy per question kind (pretraining)
+    accuracy = sorted(k for k in (val[0] if val else {}) if k.startswith("val_accuracy_"))
     if val:
         a.plot([r["step"] for r in val], [r["val_loss"] for r in val], "o-", label="validation")
-        for axis in ("x", "y", "rz"):
-            key = f"val_l1_{axis}"
-            if key in val[0]:
-                b.plot([r["step"] for r in val], [r[key] for r in val], "o-", label=f"L1 {axis}")
+        keys = accuracy or [f"val_l1_{axis}" for axis in ("x", "y", "rz") if f"val_l1_{axis}" in val[0]]
+        for key in keys:
+            b.plot([r["step"] for r in val], [r.get(key, float("nan")) for r in val], "o-",
+                   label=key.removeprefix("val_accuracy_") if accuracy else f"L1 {key.removeprefix('val_l1_')}")
     a.set_xlabel("optimizer step")
     a.set_ylabel("loss")
     a.set_yscale("log")
     a.legend()
     b.set_xlabel("optimizer step")
-    b.set_ylabel("validation L1 (mm, mm, deg)")
+    b.set_ylabel("validation accuracy per question kind" if accuracy else "validation L1 (mm, mm, deg)")
     if val:
         b.legend()
     fig.suptitle(run_dir.name)
