@@ -167,16 +167,15 @@ def input_settings(policy: PretrainPolicy) -> dict:
             "max_new_tokens": cfg.generate.max_new_tokens, "num_beams": cfg.generate.num_beams}
 
 
-def check_base(model_dir: str | Path, want: dict | None = None) -> dict:
-    """A `tla pretrain` model folder pretrained on the input `want` (default BASE_INPUT, what the ablation's
-    pretrained-base rows feed it); returns its input settings."""
+def check_base(model_dir: str | Path) -> dict:
+    """A `tla pretrain` model folder pretrained on BASE_INPUT (what the ablation's pretrained-base rows feed
+    it); returns its input settings."""
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").exists() or not (model_dir / INFO_FILE).exists():
         raise FileNotFoundError(f"{model_dir} is not a `tla pretrain` model folder (config.json and {INFO_FILE} "
                                 "expected); run `tla pretrain --out OUT` and pass OUT/model")
     got = json.loads((model_dir / INFO_FILE).read_text())["input"]
-    want = BASE_INPUT if want is None else want
-    bad = {k: (got.get(k), v) for k, v in want.items() if got.get(k) != v}
+    bad = {k: (got.get(k), v) for k, v in BASE_INPUT.items() if got.get(k) != v}
     if bad:
         raise ValueError(f"{model_dir} was pretrained on another input than the fine-tuning rows feed it: "
                          + "; ".join(f"{k} {a!r} (needed {b!r})" for k, (a, b) in bad.items())

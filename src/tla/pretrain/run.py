@@ -24,8 +24,10 @@ from pathlib import Path
 
 from tla.config import apply_overrides, from_dict, to_dict
 from tla.policies.tla.config import TLAConfig, tla_preset
+from tla.policies.tla.layout import frame_label
 from tla.pretrain.corpus import EVALUATION_CLEARANCES, CorpusConfig, corpus_texts, describe, load_corpus
 from tla.pretrain.model import BASE_INPUT, PretrainPolicy, export_checkpoint, input_settings
+from tla.sim.compose import NUM_PADS, NUM_STEPS, PAD_NAMES
 from tla.sim.geometry import SHAPES
 from tla.train.config import TrainConfig, train_preset
 
@@ -58,8 +60,8 @@ class PretrainConfig:
     # A warm-up stage on the easiest question kind before the whole corpus (`OUT/warmup/`, the same trainer
     # settings but max_steps). Without it the model answers every kind from the question's wording alone
     # and does not leave that plateau (1500 steps on all 7 kinds, or 1000 on rim + pad + twist, with 2 or 4
-    # language layers: one answer per kind, at chance); trained on "which pad presses harder" alone it reads the touch within 250 steps
-    # (held-out 96.7%), and from there the other kinds follow (rim + pad + twist after 400 pad steps: rim
+    # language layers: one answer per kind, at chance); trained on "which pad presses harder" alone it reads
+    # the touch within 250 steps (held-out 96.7%), and from there the other kinds follow (rim + pad + twist after 400 pad steps: rim
     # 38% and pad 96% on validation by step 600, chance 16 / 49%). 0 turns the stage off.
     warmup_kinds: tuple[str, ...] = ("pad",)
     warmup_steps: int = 400
@@ -194,13 +196,13 @@ def warm_up(cfg: PretrainConfig, out: Path, progress: bool, stop_after: int | No
 
     from tla.train.trainer import train
 
-    policy = new_policy(cfg)
-    if not cfg.warmup_steps:
-        return policy
     warm_dir = out / "warmup"
-    if (warm_dir / "policy" / "policy.json").exists():
+    if cfg.warmup_steps and (warm_dir / "policy" / "policy.json").exists():
         policy = PretrainPolicy.load(warm_dir / "policy")
         policy.loss_weighting = cfg.loss
+        return policy
+    policy = new_policy(cfg)
+    if not cfg.warmup_steps:
         return policy
     warm_set = load_corpus(replace(cfg.corpus, kinds=tuple(cfg.warmup_kinds)), "train", out / "corpus", progress)
     warm_cfg = replace(cfg.train, max_steps=cfg.warmup_steps,
@@ -241,10 +243,12 @@ def warmup_words(cfg: PretrainConfig) -> str:
 
 
 def layout_words(tla_cfg: TLAConfig) -> str:
+    first, last = frame_label(0, 0), frame_label(NUM_PADS - 1, NUM_STEPS - 1)
     if tla_cfg.layout == "frames":
-        return f"as 8 images of {tla_cfg.frame_size} px, each after its label (left t0: ... right t3:)"
+        return f"as 8 images of {tla_cfg.frame_size} px, each after its label ({first} ... {last})"
     if tla_cfg.layout == "video":
-        return f"as two 4-frame videos of {tla_cfg.frame_size} px, each after its label (left pad: / right pad:)"
+        return (f"as two 4-frame videos of {tla_cfg.frame_size} px, each after its label "
+                f"({' / '.join(f'{pad} pad:' for pad in PAD_NAMES)})")
     return f"in one 3x3 composite image of {tla_cfg.composite_size} px"
 
 
@@ -252,10 +256,9 @@ def layout_prompt(tla_cfg: TLAConfig) -> str:
     """The user turn's media part as the chat template writes it (N: the image's token count)."""
     image = "<|vision_start|><|image_pad|> x N<|vision_end|>"
     if tla_cfg.layout == "frames":
-        return f"left t0:{image} ... right t3:{image}"
+        return f"{frame_label(0, 0)}{image} ... {frame_label(NUM_PADS - 1, NUM_STEPS - 1)}{image}"
     if tla_cfg.layout == "video":
-        video = "<|vision_start|><|video_pad|> x N<|vision_end|>"
-        return f"left pad:{video}right pad:{video}"
+        return "".join(f"{pad} pad:<|vision_start|><|video_pad|> x N<|vision_end|>" for pad in PAD_NAMES)
     return image
 
 
