@@ -64,6 +64,9 @@ from tla.train.cli import predict_cmd, train_cmd  # noqa: E402
 
 app.command("train")(train_cmd)
 app.command("predict")(predict_cmd)
+from tla.train.dpo import dpo_cmd  # noqa: E402
+
+app.command("dpo")(dpo_cmd)
 from tla.data.cli import app as data_app  # noqa: E402
 
 app.add_typer(data_app, name="data", help="Tactile-action dataset: build, merge, view, stats, export.")
@@ -172,7 +175,8 @@ def ablate(
     variants: str = typer.Option("", help="comma-separated row names of tla.experiments.ablation.VARIANTS, or "
                                  "`answers` (the tiny preset's plain answer vs contact reasoning and constrained "
                                  "decoding), or `pretrained` (from scratch vs a `tla pretrain` base given by "
-                                 "--base). Default: the paper input, each tiny-preset departure alone and "
+                                 "--base), or `dpo` (the tiny preset before and after preference tuning). "
+                                 "Default: the paper input, each tiny-preset departure alone and "
                                  "together, BC on both inputs"),
     episodes: int = typer.Option(50, help="closed-loop episodes per run"),
     tla_steps: int = typer.Option(None, help="SP-TLA optimizer steps (default: tla reproduce tiny's)"),
@@ -183,21 +187,31 @@ def ablate(
     report_only: bool = typer.Option(False, help="train nothing: report the finished runs of the selection"),
     base: Path = typer.Option(None, help="the model folder of `tla pretrain --out OUT` (OUT/model), for the "
                               "pretrained-base rows (`--variants pretrained`)"),
+    ood: str = typer.Option("", help="comma-separated unseen peg shapes (e.g. round,hexagon): every run is also "
+                            "scored offline on mp_test_ood and in closed loop on these shapes at 2.0 mm"),
 ):
     """SP-TLA input ablation (paper input vs each departure of the tiny preset) over seeds, BC beside it:
     offline metrics on sp_test and one closed-loop condition, with the spread over seeds."""
-    from tla.experiments.ablation import ANSWER_VARIANTS, DEFAULT_VARIANTS, PRETRAIN_VARIANTS, AblationConfig
+    from tla.experiments.ablation import (
+        ANSWER_VARIANTS,
+        DEFAULT_VARIANTS,
+        DPO_VARIANTS,
+        PRETRAIN_VARIANTS,
+        AblationConfig,
+    )
     from tla.experiments.ablation import ablate as run
 
     chosen = tuple(v.strip() for v in variants.split(",") if v.strip()) or DEFAULT_VARIANTS
-    chosen = {("answers",): ANSWER_VARIANTS, ("pretrained",): PRETRAIN_VARIANTS}.get(chosen, chosen)
+    chosen = {("answers",): ANSWER_VARIANTS, ("pretrained",): PRETRAIN_VARIANTS, ("dpo",): DPO_VARIANTS}.get(
+        chosen, chosen)
     if base is not None:
         from tla.pretrain.model import check_base
 
         check_base(base)
     steps = {k: v for k, v in (("tla_steps", tla_steps), ("bc_steps", bc_steps)) if v is not None}
     cfg = AblationConfig(seeds=tuple(int(s) for s in seeds.split(",") if s.strip()), variants=chosen,
-                         episodes=episodes, workers=workers, base=str(base.resolve()) if base else None, **steps)
+                         episodes=episodes, workers=workers, base=str(base.resolve()) if base else None,
+                         ood_shapes=tuple(x.strip() for x in ood.split(",") if x.strip()), **steps)
     run(cfg, out, data, reuse, report_only)
     print(f"report: {out / 'report.md'}")
 

@@ -8,6 +8,7 @@ import pytest
 from tla.experiments.ablation import (
     ANSWER_VARIANTS,
     DEFAULT_VARIANTS,
+    DPO_VARIANTS,
     PAPER_INPUT,
     PRETRAIN_VARIANTS,
     TINY_PRESET,
@@ -26,10 +27,10 @@ def test_variants_go_from_the_paper_input_to_the_tiny_preset():
     paper = tla_preset("tiny", list(PAPER_INPUT))
     assert paper.modality == "rgb" and paper.preprocess.identity and not paper.model.position_table
     # the rows marked "tiny preset" are exactly the presets (overrides name every input setting)
-    policy, _, ov, decode, constrained = VARIANTS[TINY_PRESET["tla"]]
+    policy, _, ov, decode, constrained, tunes = VARIANTS[TINY_PRESET["tla"]]
     assert policy == "tla" and tla_preset("tiny", list(ov)) == tla_preset("tiny")
     assert decode == tla_preset("tiny").generate.decode == "mean"  # the decoding is the preset's, too
-    assert constrained is tla_preset("tiny").generate.constrained is False
+    assert constrained is tla_preset("tiny").generate.constrained is False and tunes is None
     assert VARIANTS["SP-TLA paper input (rgb)"][3] == "top"  # the paper acts on the top beam
     policy, _, ov, *_ = VARIANTS[TINY_PRESET["bc"]]
     assert policy == "bc" and build_policy("bc", "tiny", list(ov)).config == BCConfig.preset_config("tiny")
@@ -140,3 +141,39 @@ def test_the_answer_rows_train_contact_reasoning_and_decode_within_the_grammar(t
     trained = json.loads((out / "runs" / "tla_flow_table_contact_s0" / "config.json").read_text())
     assert trained["policy_config"]["answer"] == "contact_action"
     assert "contact reasoning" in (out / "report.md").read_text()
+
+
+def test_the_dpo_rows_tune_the_tiny_presets_run_of_the_same_seed():
+    by_row = {r.row: r for r in runs(AblationConfig(seeds=(2,), variants=DPO_VARIANTS))}
+    dpo, top = by_row["SP-TLA tiny preset + DPO"], by_row["SP-TLA tiny preset + DPO, top beam"]
+    tiny = by_row[TINY_PRESET["tla"]]
+    assert dpo.key == top.key == "tla_flow_table_dpo_s2" and (dpo.decode, top.decode) == ("mean", "top")
+    assert dpo.tunes.key == tiny.key == "tla_flow_table_s2"  # the tiny preset's own run, seed 2
+    assert dpo.tunes.overrides == tiny.overrides and dpo.eval_key == "tla_flow_table_dpo_mean_s2"
+
+
+@pytest.mark.slow
+def test_the_dpo_row_tunes_the_trained_run_and_is_scored_like_any_run(tmp_path, smoke_ds):
+    row = "SP-TLA tiny preset + DPO"
+    cfg = AblationConfig(data_preset="smoke", seeds=(0,), variants=(row,), tla_steps=40, episodes=1,
+                         clearance=2.0, train_overrides=["train.batch_size=4", "train.val_fraction=0.1"])
+    out = tmp_path / "abl"
+    res = ablate(cfg, out, data=smoke_ds[0])
+    assert "ood_gcr" not in res["rows"][row]["runs"][0]
+    # unseen shapes added to the finished ablation: only their evaluations run, nothing is retrained
+    stamps = {p.name: p.stat().st_mtime for p in (out / "stages").glob("*.json")}
+    res = ablate(AblationConfig(**{**cfg.__dict__, "ood_shapes": ("round",)}), out, data=smoke_ds[0])
+    assert {p.name: p.stat().st_mtime for p in (out / "stages").glob("*.json") if p.name in stamps} == stamps
+    assert (out / "offline_ood" / "tla_flow_table_dpo_mean_s0" / "metrics.json").exists()
+    ood = json.loads((out / "offline_ood" / "tla_flow_table_dpo_mean_s0" / "metrics.json").read_text())
+    assert ood["split"] == "mp_test_ood" and ood["decode"] == "mean"
+    row_res = res["rows"][row]
+    assert row_res["ood_gcr"]["mean"] == ood["gcr"] and 0 <= row_res["ood_success_round"]["mean"] <= 1
+    assert "## Out of distribution: unseen peg shapes (round)" in (out / "report.md").read_text()
+    (r,) = res["rows"][row]["runs"]
+    assert (r["run"], r["train_run"]) == ("tla_flow_table_dpo_mean_s0", "tla_flow_table_dpo_s0")
+    tuned = json.loads((out / "runs" / "tla_flow_table_dpo_s0" / "config.json").read_text())
+    assert tuned["stage"] == "dpo" and tuned["sft_run"] == str((out / "runs" / "tla_flow_table_s0").resolve())
+    assert tuned["pairs"]["train"]["pairs"] > 0 and tuned["train"]["lr"] == 5e-6
+    assert (out / "stages" / "train_tla_flow_table_s0.json").exists()  # the tuned run was trained first
+    assert not (out / "offline" / "tla_flow_table_mean_s0").exists()  # ... but not evaluated: not selected

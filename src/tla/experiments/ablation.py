@@ -42,13 +42,15 @@ class Variant(NamedTuple):
     valid (their inputs have not changed). `decode` and `constrained` (TLA) are inference settings
     (`generate.decode`: how the beams become an action; `generate.constrained`: beam search restricted to
     the answer grammar): they need no training, so the rows of one stem share their training runs and differ
-    only in evaluation."""
+    only in evaluation. `tunes`: the row whose trained run this row tunes further by preference (`tla dpo`,
+    its `overrides` are then the dpo.* / train.* settings of that stage)."""
 
     policy: str
     stem: str
     overrides: tuple[str, ...]
     decode: str | None
     constrained: bool = False
+    tunes: str | None = None
 
 
 RGB_PAPER = ("modality=rgb", "preprocess.demarker=false", "preprocess.contrast=false", "model.position_table=false")
@@ -62,6 +64,9 @@ BASE_FLOW = (*FLOW, "model.position_table=false", *(f"{k}={v}" for k, v in BASE_
 # the paper's fine-tuning recipe on that base (AblationConfig.base): LoRA on the language model, vision tower
 # and merger frozen; or every weight fine-tuned
 ON_BASE = (*BASE_FLOW, "model.preset=pretrained", "model.path={base}")
+# preference tuning (tla dpo) of the tiny preset's run: VTLA's recipe (DPO after fine-tuning, ~2.4k pairs,
+# 3 epochs) at the settings of tla.train.dpo.DPOConfig
+DPO = ()
 VARIANTS: dict[str, Variant] = {
     "SP-TLA paper input (rgb)": Variant("tla", "tla_paper_input", RGB_PAPER, "top"),
     "SP-TLA paper input + mean of beams": Variant("tla", "tla_paper_input", RGB_PAPER, "mean"),
@@ -91,6 +96,14 @@ VARIANTS: dict[str, Variant] = {
     "SP-TLA tiny preset + contact reasoning": Variant("tla", "tla_flow_table_contact", CONTACT, "mean"),
     "SP-TLA tiny preset + contact reasoning + constrained decoding": Variant(
         "tla", "tla_flow_table_contact", CONTACT, "mean", True),
+    "SP-TLA tiny preset + DPO": Variant("tla", "tla_flow_table_dpo", DPO, "mean",
+                                        tunes="SP-TLA marker flow + position table"),
+    "SP-TLA tiny preset + DPO, top beam": Variant("tla", "tla_flow_table_dpo", DPO, "top",
+                                                  tunes="SP-TLA marker flow + position table"),
+    # the least harmful of three DPO settings tried on the validation episodes of seed 0 (VTLA's, beta 0.5,
+    # this): the chosen answers' likelihood kept up by an NLL term (RPO)
+    "SP-TLA tiny preset + DPO + chosen NLL (RPO)": Variant("tla", "tla_flow_table_rpo", ("dpo.sft_weight=1.0",),
+                                                           "mean", tunes="SP-TLA marker flow + position table"),
     "BC rgb": Variant("bc", "bc", ("modality=rgb",), None),
     "BC marker flow (tiny preset)": Variant("bc", "bc_flow", ("modality=marker_flow",), None),
 }
@@ -106,6 +119,11 @@ PRETRAIN_VARIANTS = ("SP-TLA marker flow + frames layout (from scratch)",
                      "SP-TLA pretrained base + full fine-tuning",
                      "SP-TLA pretrained base + full fine-tuning + mean of beams",
                      "SP-TLA marker flow + position table + mean of beams (tiny preset)", "BC marker flow (tiny preset)")
+# the preference-tuning rows (issue: language grounding, part 4): the tiny preset before and after DPO
+DPO_VARIANTS = ("SP-TLA marker flow + position table",
+                "SP-TLA marker flow + position table + mean of beams (tiny preset)",
+                "SP-TLA tiny preset + DPO, top beam", "SP-TLA tiny preset + DPO",
+                "SP-TLA tiny preset + DPO + chosen NLL (RPO)", "BC marker flow (tiny preset)")
 PAPER_INPUT = VARIANTS["SP-TLA paper input (rgb)"][2]
 TINY_PRESET = {"tla": "SP-TLA marker flow + position table + mean of beams (tiny preset)",
                "bc": "BC marker flow (tiny preset)"}
@@ -132,6 +150,11 @@ class AblationConfig:
     train_overrides: list[str] = field(default_factory=list)
     # the `tla pretrain` model folder the pretrained-base rows fine-tune (model.path); None: no such rows
     base: str | None = None
+    # out of distribution (off when empty): every run is also scored offline on mp_test_ood (peg shapes no
+    # single-peg run saw) and in closed loop on these unseen shapes at ood_clearance (Table IV: 2.0 mm); a
+    # selection like the seeds (one stage per shape), so it can be added to a finished ablation
+    ood_shapes: tuple[str, ...] = ()
+    ood_clearance: float = 2.0
 
 
 def _key(name: str) -> str:
@@ -148,30 +171,37 @@ class AblationRun:
     overrides: tuple[str, ...]
     decode: str | None
     constrained: bool = False
+    tunes: AblationRun | None = None  # the run this one tunes by preference (its training stage comes first)
 
 
 def runs(cfg: AblationConfig) -> list[AblationRun]:
     """Every (row, seed) of the selection, seed-major; a top-beam row keeps the evaluation key of the
     earlier versions (= its run key), a mean-of-beams row adds `_mean`, a constrained one `_constrained`."""
-    out = []
-    for seed in cfg.seeds:
-        for v in cfg.variants:
-            policy, stem, ov, decode, constrained = VARIANTS[v]
-            if any("{base}" in o for o in ov):
-                if not cfg.base:
-                    raise ValueError(f"the row {v!r} fine-tunes a pretrained base: pass --base OUT/model "
-                                     "(the model folder of `tla pretrain --out OUT`)")
-                ov = tuple(o.replace("{base}", str(Path(cfg.base).resolve())) for o in ov)
-            seeds = [f"model.seed={seed}"] if policy == "tla" else [f"seed={seed}"]
-            suffix = ("_mean" if decode == "mean" else "") + ("_constrained" if constrained else "")
-            out.append(AblationRun(f"{stem}_s{seed}", f"{stem}{suffix}_s{seed}", v, policy, seed,
-                                   (*ov, *seeds, f"train.seed={seed}"), decode, constrained))
-    return out
+    return [ablation_run(cfg, v, seed) for seed in cfg.seeds for v in cfg.variants]
+
+
+def ablation_run(cfg: AblationConfig, v: str, seed: int) -> AblationRun:
+    """Row `v` at `seed`: its run key, evaluation key and training overrides (the seeds included)."""
+    policy, stem, ov, decode, constrained, tunes = VARIANTS[v]
+    if tunes is not None:  # a preference stage: the seed is the tuned run's; ov are the stage's settings
+        source = ablation_run(cfg, tunes, seed)
+        suffix = ("_mean" if decode == "mean" else "") + ("_constrained" if constrained else "")
+        return AblationRun(f"{stem}_s{seed}", f"{stem}{suffix}_s{seed}", v, policy, seed, ov, decode, constrained,
+                           tunes=source)
+    if any("{base}" in o for o in ov):
+        if not cfg.base:
+            raise ValueError(f"the row {v!r} fine-tunes a pretrained base: pass --base OUT/model "
+                             "(the model folder of `tla pretrain --out OUT`)")
+        ov = tuple(o.replace("{base}", str(Path(cfg.base).resolve())) for o in ov)
+    seeds = [f"model.seed={seed}"] if policy == "tla" else [f"seed={seed}"]
+    suffix = ("_mean" if decode == "mean" else "") + ("_constrained" if constrained else "")
+    return AblationRun(f"{stem}_s{seed}", f"{stem}{suffix}_s{seed}", v, policy, seed,
+                       (*ov, *seeds, f"train.seed={seed}"), decode, constrained)
 
 
 # Which runs exist (seeds, variants) may grow between invocations: a run's result depends only on its own key
 # and on the settings below, so `--seeds 0,1` can be extended to `--seeds 0,1,2` in the same folder.
-SELECTION = ("seeds", "variants", "workers")
+SELECTION = ("seeds", "variants", "workers", "ood_shapes")
 
 
 def check_same_config(out: Path, cfg: AblationConfig) -> None:
@@ -180,6 +210,8 @@ def check_same_config(out: Path, cfg: AblationConfig) -> None:
     mine = {k: v for k, v in json.loads(json.dumps(asdict(cfg))).items() if k not in SELECTION}
     if path.exists():
         prev = {k: v for k, v in json.loads(path.read_text())["config"].items() if k not in SELECTION}
+        added = json.loads(json.dumps(asdict(AblationConfig())))  # settings newer than the folder: their defaults
+        prev = {**{k: v for k, v in added.items() if k not in SELECTION}, **prev}
         if prev != mine:
             changed = sorted(k for k in set(prev) | set(mine) if prev.get(k) != mine.get(k))
             raise ValueError(f"{out} holds an ablation with other settings ({', '.join(changed)}); "
@@ -221,6 +253,7 @@ def ablate(cfg: AblationConfig, out: Path, data: Path | None = None, reuse: Path
     from tla.eval.offline import evaluate_offline
     from tla.train.checkpoint import resumable
     from tla.train.cli import train_run
+    from tla.train.dpo import dpo_run
 
     unknown = [v for v in cfg.variants if v not in VARIANTS]
     if unknown:
@@ -236,8 +269,15 @@ def ablate(cfg: AblationConfig, out: Path, data: Path | None = None, reuse: Path
     if not (data / "meta" / "info.json").exists():
         stages.run("data", lambda: build(with_seed(data_preset(cfg.data_preset), 0), data, workers=cfg.workers))
     tiny_stems = {p: VARIANTS[name][1] for p, name in TINY_PRESET.items()}
-    for r in runs(cfg):
+    def train_stage(r: AblationRun) -> None:
+        """Train r's run once (the decoding rows of a stem share it), reusing an identical `tla reproduce` run."""
         run_dir = out / "runs" / r.key
+        if r.tunes is not None:  # preference tuning of another row's run, trained first
+            train_stage(r.tunes)
+            stages.run(f"train_{r.key}", partial(
+                dpo_run, sft_run=out / "runs" / r.tunes.key, data=data, out=run_dir, overrides=list(r.overrides),
+                resume=resumable(run_dir / "checkpoints"), overwrite=True, progress=False))
+            return
         steps = cfg.bc_steps if r.policy == "bc" else cfg.tla_steps
         overrides = [*cfg.train_overrides, *r.overrides]
         source = (reuse / "runs" / ("bc_sp" if r.policy == "bc" else "sp_tla")
@@ -247,9 +287,13 @@ def ablate(cfg: AblationConfig, out: Path, data: Path | None = None, reuse: Path
             shutil.copytree(source, run_dir, dirs_exist_ok=True)
             (stages.dir / f"train_{r.key}.json").write_text(json.dumps({"seconds": 0.0, "reused_from": str(source)}))
             console.print(f"[dim]{r.key}: reusing the identical run {source}[/dim]")
-        stages.run(f"train_{r.key}", partial(  # done once per key: the decoding rows of a stem share it
+        stages.run(f"train_{r.key}", partial(
             train_run, data=data, out=run_dir, policy=r.policy, split="sp_train", preset="tiny",
             max_steps=steps, resume=resumable(run_dir / "checkpoints"), overwrite=True, overrides=overrides))
+
+    for r in runs(cfg):
+        run_dir = out / "runs" / r.key
+        train_stage(r)
         stages.run(f"offline_{r.eval_key}", partial(
             evaluate_offline, run=run_dir, data=data, split="sp_test", out=out / "offline" / r.eval_key,
             progress=False, decode=r.decode, constrained=r.constrained or None))
@@ -257,6 +301,16 @@ def ablate(cfg: AblationConfig, out: Path, data: Path | None = None, reuse: Path
             evaluate_closed_loop, run=run_dir, clearances=[cfg.clearance], shapes=[cfg.shape], episodes=cfg.episodes,
             out=out / "closed_loop" / r.eval_key, seed=0, workers=cfg.workers, data=data, progress=False,
             decode=r.decode, constrained=r.constrained or None))
+        if cfg.ood_shapes:  # the same run on what it never saw: unseen shapes, offline and in closed loop
+            stages.run(f"offline_ood_{r.eval_key}", partial(
+                evaluate_offline, run=run_dir, data=data, split="mp_test_ood", out=out / "offline_ood" / r.eval_key,
+                progress=False, decode=r.decode, constrained=r.constrained or None))
+            for shape in cfg.ood_shapes:  # one stage per shape: the selection of shapes may grow
+                stages.run(f"closed_loop_ood_{shape}_{r.eval_key}", partial(
+                    evaluate_closed_loop, run=run_dir, clearances=[cfg.ood_clearance], shapes=[shape],
+                    episodes=cfg.episodes, out=out / "closed_loop_ood" / shape / r.eval_key, seed=0,
+                    workers=cfg.workers, data=data, progress=False, decode=r.decode,
+                    constrained=r.constrained or None))
     return _finish(out, cfg)
 
 
@@ -267,6 +321,20 @@ def _finish(out: Path, cfg: AblationConfig, partial_ok: bool = False) -> dict:
     return results
 
 
+OOD_METRICS = ("direction_x", "direction_y", "direction_rz", "gcr")
+
+
+def ood_scores(out: Path, key: str, cfg: AblationConfig) -> dict:
+    """The out-of-distribution scores of one run ({} when the ablation has none): offline on mp_test_ood and
+    closed-loop success per unseen shape."""
+    if not cfg.ood_shapes:
+        return {}
+    m = json.loads((out / "offline_ood" / key / "metrics.json").read_text())
+    success = {s: json.loads((out / "closed_loop_ood" / s / key / "summary.json").read_text())[0]["success"]
+               for s in cfg.ood_shapes}
+    return {**{f"ood_{k}": _clean(m[k]) for k in OOD_METRICS}, **{f"ood_success_{s}": v for s, v in success.items()}}
+
+
 def _clean(v):
     return None if isinstance(v, float) and not math.isfinite(v) else v
 
@@ -275,7 +343,8 @@ def collect(out: Path, cfg: AblationConfig, partial_ok: bool = False) -> dict:
     rows: dict[str, dict] = {}
     for run in runs(cfg):
         key, name, seed = run.eval_key, run.row, run.seed
-        finished = (out / "stages" / f"closed_loop_{key}.json").exists()
+        last = [f"closed_loop_{key}", *(f"closed_loop_ood_{shape}_{key}" for shape in cfg.ood_shapes)]
+        finished = all((out / "stages" / f"{name}.json").exists() for name in last)
         if partial_ok and not finished:
             continue
         m = json.loads((out / "offline" / key / "metrics.json").read_text())
@@ -288,9 +357,12 @@ def collect(out: Path, cfg: AblationConfig, partial_ok: bool = False) -> dict:
                           "parse_failure_rate": _clean(m.get("parse_failure_rate")),
                           **{k: _clean(m[k]) for k in METRICS},
                           "collapsed": m["collapse"]["collapsed"], "distinct_answers": m["collapse"]["distinct_answers"],
-                          "success": cl["success"], "mean_steps": _clean(cl["mean_steps"])})
+                          "success": cl["success"], "mean_steps": _clean(cl["mean_steps"]),
+                          **ood_scores(out, key, cfg)})
+    ood_keys = ([f"ood_{k}" for k in OOD_METRICS] + [f"ood_success_{s}" for s in cfg.ood_shapes]
+                if cfg.ood_shapes else [])
     for r in rows.values():
-        for k in (*METRICS, "success", "mean_steps"):
+        for k in (*METRICS, "success", "mean_steps", *ood_keys):
             vals = np.array([x[k] for x in r["runs"] if x[k] is not None], dtype=float)
             r[k] = {"mean": float(vals.mean()) if len(vals) else None,
                     "std": float(vals.std(ddof=1)) if len(vals) > 1 else None,
@@ -345,6 +417,13 @@ def write_report(out: Path, res: dict) -> Path:
             "(marker flow, the 8 frames as labelled 56 px images, no position table: what the base reads) and "
             "model trained from random initialisation. None of these rows has the position table (a stock "
             "Qwen2-VL has none)."]),
+        *([] if not any(VARIANTS[n].tunes for n in res["rows"] if n in VARIANTS) else [
+            "",
+            "`DPO`: the run of the row it tunes (same seed), preference-tuned by `tla dpo` (VTLA's stage after "
+            "fine-tuning): for samples of its own training episodes the run's best beams are ranked by the L1 "
+            "distance of their action to the label, the closest is `chosen`, the farthest `rejected`, and the "
+            "model is trained with the DPO loss against its fine-tuned self as the reference. Settings: "
+            f"{_dpo_settings(res)} (each run's config.json records every value)."]),
         "",
         "| model | seeds | direction x % | direction y % | direction rz % | GCR % | L1 x / y / rz (all) | "
         f"closed loop {cfg['clearance']} mm success % | mean steps | collapsed runs |",
@@ -358,6 +437,18 @@ def write_report(out: Path, res: dict) -> Path:
         lines.append(f"| {name} | {', '.join(map(str, r['seeds']))} | {_cell(r['direction_x'], True)} | {_cell(r['direction_y'], True)} | "
                      f"{_cell(r['direction_rz'], True)} | {_cell(r['gcr'], True)} | {l1} | "
                      f"{_cell(r['success'], True)} | {steps} | {coll} |")
+    shapes = cfg.get("ood_shapes") or ()
+    if shapes:
+        lines += ["", f"## Out of distribution: unseen peg shapes ({', '.join(shapes)})", "",
+                  "The same runs, offline on `mp_test_ood` (shapes no single-peg run trained on) and in closed loop "
+                  f"on each unseen shape at {cfg['ood_clearance']} mm, {cfg['episodes']} episodes (Table IV).", "",
+                  "| model | seeds | direction x % | direction y % | direction rz % | GCR % | "
+                  + " | ".join(f"{s} {cfg['ood_clearance']} mm success %" for s in shapes) + " |",
+                  "|---|---|---|---|---|---|" + "---|" * len(shapes)]
+        for name, r in res["rows"].items():
+            cells = [_cell(r[f"ood_{k}"], True) for k in OOD_METRICS] + [_cell(r[f"ood_success_{s}"], True)
+                                                                         for s in shapes]
+            lines.append(f"| {name} | {', '.join(map(str, r['seeds']))} | {' | '.join(cells)} |")
     lines += ["", "## Per run", "", "| run | seed | direction x / y / rz % | GCR % | parse failures % | "
               "success % | collapsed |", "|---|---|---|---|---|---|---|"]
     for r in res["rows"].values():
@@ -375,6 +466,16 @@ def write_report(out: Path, res: dict) -> Path:
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _dpo_settings(res: dict) -> str:
+    """The settings of the preference rows of the report: `tla dpo`'s defaults, then each row's own."""
+    from tla.train.dpo import DPO_TRAIN_DEFAULTS, DPOConfig
+
+    defaults = [f"dpo.{k}={v}" for k, v in asdict(DPOConfig()).items()] + [f"train.{o}" for o in DPO_TRAIN_DEFAULTS]
+    own = [f"{n}: `{' '.join(VARIANTS[n].overrides)}`" for n in res["rows"]
+           if n in VARIANTS and VARIANTS[n].tunes and VARIANTS[n].overrides]
+    return f"`{' '.join(defaults)}`" + (f"; overridden in {'; '.join(own)}" if own else "")
 
 
 def plot_ablation(res: dict, path: Path) -> Path:

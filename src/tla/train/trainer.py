@@ -320,6 +320,7 @@ def train(
     run_config: dict | None = None,
     resume: bool = False,
     stop_after: int | None = None,
+    split: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict:
     """Train `policy` on `dataset`; writes run_dir/{config.json, train_log.jsonl, tb/, checkpoints/, policy/}.
 
@@ -327,6 +328,8 @@ def train(
     `checkpoints/best` the weights of the best `train.best_metric` (evaluate them with
     `--run RUN/checkpoints/best`). `stop_after` ends this invocation after that many optimizer steps (an
     interruption, for tests); `resume=True` continues from checkpoints/last and keeps checkpoints/best.
+    `split`: (training, validation) indices into `dataset` chosen by the caller (a later stage that must
+    validate on the episodes its first stage held out); default: `split_train_val` by episode.
     """
     run_dir = Path(run_dir)
     record_observation(policy, dataset)
@@ -342,7 +345,7 @@ def train(
     micro = cfg.batch_size // (cfg.grad_accum * world)
     set_seed(cfg.seed)
 
-    train_idx, val_idx = split_train_val(dataset, cfg.val_fraction, cfg.seed)
+    train_idx, val_idx = split if split is not None else split_train_val(dataset, cfg.val_fraction, cfg.seed)
     train_set, val_set = Subset(dataset, train_idx), Subset(dataset, val_idx)
     steps_per_epoch = len(train_set) // cfg.batch_size
     if steps_per_epoch == 0:
