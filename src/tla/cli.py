@@ -175,7 +175,8 @@ def ablate(
     variants: str = typer.Option("", help="comma-separated row names of tla.experiments.ablation.VARIANTS, or "
                                  "`answers` (the tiny preset's plain answer vs contact reasoning and constrained "
                                  "decoding), or `pretrained` (from scratch vs a `tla pretrain` base given by "
-                                 "--base), or `dpo` (the tiny preset before and after preference tuning). "
+                                 "--base), or `dpo` (the tiny preset before and after preference tuning); "
+                                 "groups and row names mix (pretrained,dpo). "
                                  "Default: the paper input, each tiny-preset departure alone and "
                                  "together, BC on both inputs"),
     episodes: int = typer.Option(50, help="closed-loop episodes per run"),
@@ -201,9 +202,10 @@ def ablate(
     )
     from tla.experiments.ablation import ablate as run
 
-    chosen = tuple(v.strip() for v in variants.split(",") if v.strip()) or DEFAULT_VARIANTS
-    chosen = {("answers",): ANSWER_VARIANTS, ("pretrained",): PRETRAIN_VARIANTS, ("dpo",): DPO_VARIANTS}.get(
-        chosen, chosen)
+    groups = {"answers": ANSWER_VARIANTS, "pretrained": PRETRAIN_VARIANTS, "dpo": DPO_VARIANTS}
+    named = [v.strip() for v in variants.split(",") if v.strip()]
+    # row names and group names mix (`pretrained,dpo`); a row named twice appears once, in first order
+    chosen = tuple(dict.fromkeys(r for v in named for r in groups.get(v, (v,)))) or DEFAULT_VARIANTS
     if base is not None:
         from tla.pretrain.model import check_base
 

@@ -177,3 +177,21 @@ def test_the_dpo_row_tunes_the_trained_run_and_is_scored_like_any_run(tmp_path, 
     assert tuned["pairs"]["train"]["pairs"] > 0 and tuned["train"]["lr"] == 5e-6
     assert (out / "stages" / "train_tla_flow_table_s0.json").exists()  # the tuned run was trained first
     assert not (out / "offline" / "tla_flow_table_mean_s0").exists()  # ... but not evaluated: not selected
+
+
+def test_cli_mixes_row_groups_and_names_and_passes_the_unseen_shapes(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import tla.experiments.ablation as ablation
+    from tla.cli import app
+
+    seen = {}
+    monkeypatch.setattr(ablation, "ablate", lambda cfg, out, data, reuse, report_only: seen.setdefault("cfg", cfg))
+    r = CliRunner().invoke(app, ["ablate", "--out", str(tmp_path), "--seeds", "0,2", "--ood", "round, hexagon",
+                                 "--variants", f"answers,dpo,{DEFAULT_VARIANTS[0]}"])
+    assert r.exit_code == 0, r.output
+    cfg = seen["cfg"]
+    # each group in its order, the BC row both groups hold once, then the named row
+    assert cfg.variants == tuple(dict.fromkeys((*ANSWER_VARIANTS, *DPO_VARIANTS, DEFAULT_VARIANTS[0])))
+    assert cfg.variants.count(TINY_PRESET["bc"]) == 1
+    assert cfg.ood_shapes == ("round", "hexagon") and cfg.seeds == (0, 2)

@@ -127,14 +127,18 @@ def dpo_run(sft_run: Path, data: Path, out: Path, overrides: list[str] | None = 
         overrides = prev["overrides"]
     dpo_ov, train_ov = split_overrides(overrides)
     cfg = apply_overrides(DPOConfig(), dpo_ov)
-    sft_train = json.loads((sft_run / "config.json").read_text())["train"]
-    tcfg = train_preset("tiny", [f"seed={sft_train['seed']}", f"threads={sft_train['threads']}",
-                                 f"val_fraction={sft_train['val_fraction']}", *DPO_TRAIN_DEFAULTS, *train_ov])
+    sft_config = json.loads((sft_run / "config.json").read_text())
+    sft_train = sft_config["train"]
+    # the fine-tuning run's preset (tiny / paper: threads, workers, precision), seed and validation episodes
+    tcfg = train_preset(sft_config.get("preset") or "tiny", [
+        f"seed={sft_train['seed']}", f"threads={sft_train['threads']}", f"val_fraction={sft_train['val_fraction']}",
+        *DPO_TRAIN_DEFAULTS, *train_ov])
     if prev is not None:
         tcfg = from_dict(TrainConfig, prev["train"])
 
     policy = load_policy(sft_run)
-    dataset = _dataset(data, "sp_train" if prev is None else prev["split"], policy)
+    split = sft_config.get("split") or "sp_train"  # the run's own training split (sp_train or mp_train)
+    dataset = _dataset(data, split, policy)
     train_idx, val_idx = sft_split(sft_run, dataset)
     train_pairs, val_pairs = load_or_make_pairs(out, policy, dataset, train_idx, val_idx, cfg, sft_run, progress)
     if not train_pairs:
@@ -145,10 +149,9 @@ def dpo_run(sft_run: Path, data: Path, out: Path, overrides: list[str] | None = 
     trainee = PreferencePolicy(policy, beta=cfg.beta, sft_weight=cfg.sft_weight)
     stats = {"train": pair_stats(train_pairs, min(cfg.samples, len(train_idx))),
              "val": pair_stats(val_pairs, min(cfg.val_samples, len(val_idx)))}
-    sft_config = json.loads((sft_run / "config.json").read_text())
     run_config = {
         "policy": "tla", "stage": "dpo", "sft_run": str(sft_run.resolve()), "data": str(data.resolve()),
-        "split": sft_config.get("split", "sp_train"), "preset": sft_config.get("preset"), "seed": tcfg.seed,
+        "split": split, "preset": sft_config.get("preset"), "seed": tcfg.seed,
         "overrides": overrides, "dpo": to_dict(cfg), "pairs": stats, "versions": _versions(),
         "policy_config": policy_config(policy), "model": policy.describe(),
     }
