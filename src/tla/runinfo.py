@@ -38,20 +38,39 @@ def git_commit() -> str | None:
         return None
 
 
-def _cpu_model() -> str | None:
-    """The CPU's model name (Linux /proc/cpuinfo), or None where unavailable."""
+def _cpu_fields() -> dict[str, str]:
+    """The first CPU's model name, family and model number (Linux /proc/cpuinfo); empty where unavailable.
+    Hosts sold under one name ("AMD EPYC") differ in generation, and with it in vector instructions."""
+    fields: dict[str, str] = {}
     try:
         for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key in ("model name", "cpu family", "model") and key not in fields:
+                fields[key] = value.strip()
+            if not line.strip() and fields:
+                break  # the first processor's block
     except OSError:
         pass
-    return None
+    return fields
+
+
+def _cpu_capability() -> str | None:
+    """The vector instruction set torch's CPU kernels dispatch to (e.g. AVX2, AVX512): the same seed and
+    code give bit-different trained weights on hosts where it differs."""
+    try:
+        import torch
+
+        return torch.backends.cpu.get_cpu_capability()
+    except (ImportError, AttributeError):
+        return None
 
 
 def describe_hardware(info: dict[str, Any]) -> str:
     """One line for reports: CPU model and count, GPUs, platform."""
-    parts = [f"{info.get('cpu_count')} x {info.get('cpu') or info.get('machine')}"]
+    cpu = info.get("cpu") or info.get("machine")
+    detail = ", ".join(x for x in (info.get("cpu_id"), info.get("cpu_capability")) if x)
+    parts = [f"{info.get('cpu_count')} x {cpu}" + (f" ({detail})" if detail else "")]
     if info.get("gpu"):
         parts.append("GPU " + ", ".join(info["gpu"]))
     else:
@@ -61,9 +80,14 @@ def describe_hardware(info: dict[str, Any]) -> str:
 
 def hardware() -> dict[str, Any]:
     info: dict[str, Any] = {"platform": platform.platform(), "cpu_count": os.cpu_count(), "machine": platform.machine()}
-    cpu = _cpu_model()
-    if cpu:
-        info["cpu"] = cpu
+    cpu = _cpu_fields()
+    if "model name" in cpu:
+        info["cpu"] = cpu["model name"]
+    if "cpu family" in cpu and "model" in cpu:
+        info["cpu_id"] = f"family {cpu['cpu family']} model {cpu['model']}"
+    capability = _cpu_capability()
+    if capability:
+        info["cpu_capability"] = capability
     try:
         import torch
 
