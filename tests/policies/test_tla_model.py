@@ -188,3 +188,22 @@ def test_decode_mean_with_one_beam_is_the_top_answer_and_mean_never_raises(monke
     assert pred.parse_ok.tolist() == [True, True]
     with pytest.raises(ValueError, match="generate.decode"):
         p.predict(batch, decode="median")
+
+
+def test_a_new_lora_policy_on_a_checkpoint_is_a_function_of_model_seed(tmp_path):
+    """LoRA's A matrices are random: they come from model.seed, not from what the process drew before
+    (the same run used to give other weights after another stage in the same process)."""
+    ckpt = tmp_path / "ckpt"
+    base = TLAPolicy.build("tiny")
+    base.model.save_pretrained(ckpt)
+    base.tokenizer.save_pretrained(ckpt)
+    ov = [f"model.path={ckpt}", "composite_size=224", "model.lora_rank=4"]
+
+    def adapters(seed: int, draws_before: int) -> dict:
+        torch.rand(draws_before)  # another stage ran earlier in this process
+        p = TLAPolicy.build("paper", [*ov, f"model.seed={seed}"])
+        return {n: q.detach().clone() for n, q in p.model.named_parameters() if "lora_A" in n}
+
+    a, b, c = adapters(0, 0), adapters(0, 1000), adapters(1, 0)
+    assert a and all(torch.equal(a[n], b[n]) for n in a)
+    assert not all(torch.equal(a[n], c[n]) for n in a)
