@@ -55,17 +55,6 @@ def _cpu_fields() -> dict[str, str]:
     return fields
 
 
-def _cpu_capability() -> str | None:
-    """The vector instruction set torch's CPU kernels dispatch to (e.g. AVX2, AVX512): the same seed and
-    code give bit-different trained weights on hosts where it differs."""
-    try:
-        import torch
-
-        return torch.backends.cpu.get_cpu_capability()
-    except (ImportError, AttributeError):
-        return None
-
-
 def describe_hardware(info: dict[str, Any]) -> str:
     """One line for reports: CPU model and count, GPUs, platform."""
     cpu = info.get("cpu") or info.get("machine")
@@ -85,12 +74,12 @@ def hardware() -> dict[str, Any]:
         info["cpu"] = cpu["model name"]
     if "cpu family" in cpu and "model" in cpu:
         info["cpu_id"] = f"family {cpu['cpu family']} model {cpu['model']}"
-    capability = _cpu_capability()
-    if capability:
-        info["cpu_capability"] = capability
     try:
         import torch
 
+        # the vector instructions torch's CPU kernels dispatch to (AVX2, AVX512, ...): the same seed and code
+        # give bit-different trained weights on hosts where they differ
+        info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
         if torch.cuda.is_available():
             info["gpu"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     except ImportError:

@@ -47,10 +47,6 @@ class TLAPolicy(TrainablePolicy):
             tokenizer = _new_tokenizer(cfg)
         self.processor = TLAProcessor(tokenizer, cfg.image_size, cfg.preprocess, cfg.layout, self.adapter)
         if model is None:
-            # Every new weight (the tiny backbone, LoRA's A matrices, the position table) is drawn from
-            # model.seed, not from whatever the process drew before (a pretrained base's LoRA run used to
-            # depend on which stages had run earlier in the same process).
-            torch.manual_seed(cfg.model.seed)
             model = apply_train_mode(self.adapter.build(cfg.model, tokenizer), cfg.model, self.adapter)
         self.model = model
         self.adapter.speed_up(model)

@@ -82,9 +82,11 @@ class VLMAdapter:
     # --- model ---
     def build(self, cfg: ModelConfig, tokenizer):
         """The backbone: the tiny random-init one (a pure function of cfg.seed) or the pretrained one at
-        cfg.path, with generation's pad and end tokens set from the tokenizer."""
+        cfg.path, with generation's pad and end tokens set from the tokenizer. Seeded on both paths: what is
+        drawn next (LoRA's A matrices, a position table) also comes from cfg.seed, not from whatever the
+        process drew before."""
+        torch.manual_seed(cfg.seed)
         if cfg.preset == "tiny":
-            torch.manual_seed(cfg.seed)
             model = self.tiny_model(cfg.tiny, tokenizer)
         else:
             model = self.pretrained_model(cfg.path, torch_dtype(cfg.dtype))
