@@ -1,2 +1,2 @@
 """TLA: Tactile-Language-Action."""
-__version__ = "0.5.0"
+__version__ = "0.6.0"

@@ -144,6 +144,8 @@ def reproduce(
     model_path: Path = typer.Option(None, help="local Qwen2-VL checkpoint for the TLA models (paper preset)"),
     seed: int = typer.Option(0),
     workers: int = typer.Option(2),
+    mp_init: str = typer.Option(None, help="multi-peg runs start from scratch (the paper) or fine-tune the same "
+                                "policy's single-peg run (sp); default: the preset's (tiny: sp)"),
 ):
     """The paper's experiments: data, BC/DP/SP-TLA/MP-TLA training, Tables I-IV, Fig. 4, report.md."""
     import dataclasses
@@ -156,7 +158,9 @@ def reproduce(
     if data is not None and not (data / "meta" / "info.json").exists():
         raise typer.BadParameter(f"{data} is not a dataset (no meta/info.json); build one with `tla data build` "
                                  "or leave --data out to build it inside --out", param_hint="--data")
-    p = dataclasses.replace(PRESETS[preset], seed=seed, workers=workers)
+    if mp_init not in (None, "scratch", "sp"):
+        raise typer.BadParameter(f"{mp_init!r}: use scratch or sp", param_hint="--mp-init")
+    p = dataclasses.replace(PRESETS[preset], seed=seed, workers=workers, mp_init=mp_init or PRESETS[preset].mp_init)
     if model_path is not None:
         p.tla_overrides = [*p.tla_overrides, f"model.path={model_path}"]
     try:

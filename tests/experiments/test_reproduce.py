@@ -71,6 +71,10 @@ def _check_tables(out: Path) -> None:
                                                      "preprocess": [], "position_table": True, "decode": "mean"}
     assert "| **marker_flow**, 168 px composite, **position table**, **mean of beams** |" in report
     assert "| **marker_flow**, 48x64 px |" in report
+    # mp_init="sp": every multi-peg run fine-tunes its policy's single-peg run, recorded and shown in bold
+    assert {k: b["init_from"] for k, b in results["budgets"].items()} == {
+        "bc_sp": None, "dp_sp": None, "sp_tla": None, "bc_mp": "bc_sp", "dp_mp": "dp_sp", "mp_tla": "sp_tla"}
+    assert "| **marker_flow**, 48x64 px | **bc_sp** |" in report and "| **marker_flow**, 48x64 px | fresh |" in report
     assert "distinct answers (modal %)" in report
     assert "NaN" not in (out / "results.json").read_text()
 

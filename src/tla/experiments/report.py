@@ -209,9 +209,10 @@ def budget_section(res: dict) -> list[str]:
              "Every model trains on the same split with its own budget. *Input* is what it reads, from its recorded "
              "config; **bold** marks a departure from the paper's input (raw rgb frames, no position table). "
              "*Last quarter* is the relative change of the validation loss over the last quarter of training: "
-             "flat when it improved by less than 3%.", "",
-             "| run | policy | input | steps | batch | epochs | lr | validation loss first -> last | last quarter |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "flat when it improved by less than 3%. *Starts from* is fresh weights (the paper: every run from its "
+             "base model) or the trained run whose weights it fine-tunes (**bold**, a departure).", "",
+             "| run | policy | input | starts from | steps | batch | epochs | lr | validation loss first -> last | last quarter |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for key, name, policy, split in MODELS:
         b = budgets.get(key)
         if b is None:
@@ -219,10 +220,11 @@ def budget_section(res: dict) -> list[str]:
         p = b["plateau"]
         curve = "n/a" if p is None else f"{p['first']:.4g} -> {p['last']:.4g}"
         flat = "n/a" if p is None else f"{100 * p['change']:+.1f}% ({'flat' if p['flat'] else '**still improving**'})"
-        lines.append(f"| {key} ({split}) | {name} | {describe_input(b.get('input'))} | {b['steps']} | {b['batch_size']} | {b['epochs']:.1f} | "
+        start = f"**{b['init_from']}**" if b.get("init_from") else "fresh"
+        lines.append(f"| {key} ({split}) | {name} | {describe_input(b.get('input'))} | {start} | {b['steps']} | {b['batch_size']} | {b['epochs']:.1f} | "
                      f"{b['lr']:g} | {curve} | {flat} |")
     if notes:
-        lines += ["", *[f"- **{k.upper()}**: {v}" for k, v in notes.items()]]
+        lines += ["", *[f"- **{k.upper().replace('_', '-')}**: {v}" for k, v in notes.items()]]
     return lines
 
 
@@ -232,7 +234,7 @@ def write_report(out: Path, res: dict) -> Path:
     versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
     steps = p["max_steps"]
     if isinstance(steps, dict):
-        steps = ", optimizer steps per model: " + ", ".join(f"{k.upper()} {v}" for k, v in steps.items())
+        steps = ", optimizer steps per model: " + ", ".join(f"{k.upper().replace('_', '-')} {v}" for k, v in steps.items())
     else:
         steps = "" if steps is None else f", {steps} optimizer steps per model"
     lines = [

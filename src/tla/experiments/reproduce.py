@@ -54,24 +54,30 @@ class ReproducePreset:
     seed: int = 0
     train_overrides: list[str] = field(default_factory=list)  # `train.*` keys, for every model
     tla_overrides: list[str] = field(default_factory=list)  # TLA only (e.g. model.path=...)
+    # where the multi-peg runs start: "scratch" (the paper: each run from its base) or "sp" (each fine-tunes
+    # the same policy's single-peg run on the multi-peg split, `tla train --init-from`; BC, DP and TLA alike)
+    mp_init: str = "scratch"
     budget_notes: dict[str, str] = field(default_factory=dict)  # policy -> why this budget (for the report)
 
-    def steps_for(self, policy: str) -> int | None:
-        return self.max_steps.get(policy) if isinstance(self.max_steps, dict) else self.max_steps
+    def steps_for(self, policy: str, key: str | None = None) -> int | None:
+        """Steps of a run: `max_steps[key]` (a run, e.g. "mp_tla"), else `max_steps[policy]`, else the number."""
+        if isinstance(self.max_steps, dict):
+            return self.max_steps.get(key, self.max_steps.get(policy))
+        return self.max_steps
 
 
 PRESETS = {
     # smoke splits hold a few dozen samples: small batches so every model gets whole batches
     "smoke": ReproducePreset("smoke", "smoke", "tiny", max_steps=4, episodes=2, robust_episodes=2, hard_episodes=2,
-                             train_overrides=["train.batch_size=4", "train.val_fraction=0.1"]),
+                             train_overrides=["train.batch_size=4", "train.val_fraction=0.1"], mp_init="sp"),
     # For `make demo` (aimed at <= 60 min with the install on 2 cores). All three models read the marker flow
     # at this preset; per step ~0.13 s BC and ~0.2 s DP at batch 32 (48 x 64 input), ~0.18 s tiny TLA at
     # batch 8; closed-loop episodes cost up to ~0.8 s each when the policy keeps failing. The robustness knobs
     # (5 knobs x 20 episodes per model) and the hard protocol (2.0 mm only, 20 episodes of at most 5 attempts)
     # are sized so that they, the 0.6 mm column and the pentagon add ~4 min of the 4 models' closed loop.
     "tiny": ReproducePreset(
-        "tiny", "tiny", "tiny", max_steps={"bc": 1500, "dp": 2000, "tla": 2500}, episodes=50,
-        robust_episodes=20, hard_episodes=20, hard_clearances=(2.0,),
+        "tiny", "tiny", "tiny", max_steps={"bc": 1500, "dp": 2000, "tla": 2500, "mp_tla": 1500}, episodes=50,
+        robust_episodes=20, hard_episodes=20, hard_clearances=(2.0,), mp_init="sp",
         budget_notes={
             "bc": "1500 steps x 32 (~8 epochs of sp_train, ~3.5 min): 1000 steps on the same input gave the same "
                   "sp_test accuracy (93/88/94%) in a calibration run; the table above says whether the "
@@ -82,7 +88,12 @@ PRESETS = {
             "tla": "2500 steps x 16 (~7 epochs of sp_train, ~10 min): batch 16 on the 168 px composite "
                    "costs ~1.3x a batch-8 step on 224 px; in calibration (seed 0, sp_test) 3000 x 16 gave "
                    "83/77/92% direction accuracy against 80/76/82% for 3000 x 8 at 224 px; 2500 steps keep "
-                   "make demo within its hour.",
+                   "make demo within its hour. MP-TLA fine-tunes SP-TLA for 1500 steps (~4 epochs of mp_train): "
+                   "from scratch, 2500 steps left it at validation loss 0.598 (seed 0); from SP-TLA, 1500 steps "
+                   "reached 0.548 and 2500 steps 0.529, not worth make demo's extra ~4 min.",
+            "mp": "Every multi-peg run (BC, DP, TLA) starts from the same policy's single-peg run (`mp_init=sp`, "
+                  "a departure from the paper, where each starts from its base model): the 8k-sample multi-peg "
+                  "split alone left the tiny TLA unable to read x (see the README's multi-peg ablation).",
         }),
     "paper": ReproducePreset("paper", "paper", "paper"),
 }
@@ -136,10 +147,14 @@ def reproduce(preset: ReproducePreset, out: Path, data: Path | None = None) -> d
         stages.run("data", build_data)
     for key, _, policy, split in MODELS:
         run_dir = out / "runs" / key
+        source = initial_run_of(key, preset)
+        overrides = preset.train_overrides + (preset.tla_overrides if policy == "tla" else [])
+        if source is not None:  # the policy config comes with the source run's weights: train.* only
+            overrides = [o for o in overrides if o.startswith("train.")]
         stages.run(f"train_{key}", partial(
             train_run, data=data, out=run_dir, policy=policy, split=split, preset=preset.train_preset,
-            max_steps=preset.steps_for(policy), resume=resumable(run_dir / "checkpoints"), overwrite=True,
-            overrides=preset.train_overrides + (preset.tla_overrides if policy == "tla" else [])))
+            max_steps=preset.steps_for(policy, key), resume=resumable(run_dir / "checkpoints"), overwrite=True,
+            overrides=overrides, init_from=out / "runs" / source if source else None))
     for key, split in TABLE1 + TABLE2:
         stages.run(f"offline_{key}_{split}", partial(
             evaluate_offline, run=out / "runs" / key, data=data, split=split, out=out / "offline" / key / split,
@@ -175,6 +190,17 @@ def reproduce(preset: ReproducePreset, out: Path, data: Path | None = None) -> d
     for line in collapse_warnings(results):
         console.print(f"[bold red]COLLAPSED[/bold red] {line[2:]}", highlight=False)
     return results
+
+
+def initial_run_of(key: str, preset: ReproducePreset) -> str | None:
+    """The run a model starts from: with `mp_init="sp"` a multi-peg run starts from the single-peg run of
+    the same policy (trained before it in MODELS); else None (a fresh model)."""
+    if preset.mp_init not in ("scratch", "sp"):
+        raise ValueError(f"mp_init={preset.mp_init!r}: use 'scratch' or 'sp'")
+    policy, split = next((p, s) for k, _, p, s in MODELS if k == key)
+    if preset.mp_init == "scratch" or not split.startswith("mp"):
+        return None
+    return next(k for k, _, p, s in MODELS if p == policy and s.startswith("sp"))
 
 
 def reproduce_settings(preset: ReproducePreset, data: Path) -> dict:
@@ -237,7 +263,8 @@ def training_budget(run_dir: Path) -> dict:
     steps, batch = cfg["total_steps"], cfg["train"]["batch_size"]
     return {"steps": steps, "batch_size": batch, "train_samples": cfg["train_samples"],
             "epochs": steps * batch / max(1, cfg["train_samples"]), "lr": cfg["train"]["lr"],
-            "plateau": plateau(run_dir), "input": model_input(cfg.get("policy_config") or {})}
+            "plateau": plateau(run_dir), "input": model_input(cfg.get("policy_config") or {}),
+            "init_from": Path(cfg["init_from"]["run"]).name if cfg.get("init_from") else None}
 
 
 def model_input(policy_cfg: dict) -> dict:

@@ -37,27 +37,35 @@ def train_cmd(
     max_steps: int | None = typer.Option(None, help="optimizer steps (overrides epochs)"),
     resume: bool = typer.Option(False, help="continue the run in OUT from its last checkpoint, as recorded"),
     overwrite: bool = typer.Option(False, help="replace the run already in OUT"),
+    init_from: Path | None = typer.Option(None, help="start from the weights of this trained run (fine-tuning "
+                                          "it on --data/--split; its policy config is kept as recorded)"),
     overrides: list[str] = typer.Argument(None, help="dotted overrides: model.lora_rank=16 train.lr=1e-4"),
 ) -> None:
     """Train a policy; the run dir gets config.json, train_log.jsonl, checkpoints/ and policy/."""
-    summary = train_run(data, out, policy, split, preset, max_steps, resume, overwrite, list(overrides or []))
+    summary = train_run(data, out, policy, split, preset, max_steps, resume, overwrite, list(overrides or []),
+                        init_from)
     typer.echo(json.dumps(summary, indent=2))
 
 
 def train_run(data: Path, out: Path, policy: str | None = None, split: str | None = None, preset: str | None = None,
               max_steps: int | None = None, resume: bool = False, overwrite: bool = False,
-              overrides: list[str] | None = None) -> dict:
+              overrides: list[str] | None = None, init_from: Path | None = None) -> dict:
     """`tla train` as a function: resolve the configs, record them, train; returns the trainer's summary.
-    None for policy / split / preset means the recorded value when resuming, else tla / sp_train / tiny."""
-    from tla.policies.registry import policy_config
+    None for policy / split / preset means the recorded value when resuming, else tla / sp_train / tiny
+    (with `init_from`: its policy). `init_from`: a trained run whose weights the policy starts from."""
+    from tla.policies.registry import policy_config, policy_name
     from tla.train.trainer import train
 
     data, out, overrides = Path(data), Path(out), list(overrides or [])
     prev = existing_run(out, resume, overwrite)
     if prev is not None:
-        check_resume_request(prev, out, data, policy, preset, split, overrides, max_steps)
+        check_resume_request(prev, out, data, policy, preset, split, overrides, max_steps, init_from)
+        init_from = (prev.get("init_from") or {}).get("run")
+    source = initial_run(init_from) if init_from else None
+    if source is not None:
+        policy = policy or policy_name(init_from)
     cfg, pol, train_ov, policy_ov, (policy, preset, split) = resolve_run(
-        policy or "tla", preset or "tiny", split or "sp_train", overrides, max_steps, prev)
+        policy or "tla", preset or "tiny", split or "sp_train", overrides, max_steps, prev, init_from)
     run_config = {
         "policy": policy,
         "preset": preset,
@@ -69,6 +77,7 @@ def train_run(data: Path, out: Path, policy: str | None = None, split: str | Non
         "versions": _versions(),
         "policy_config": policy_config(pol),
         "model": pol.describe() if hasattr(pol, "describe") else None,
+        "init_from": source,
     }
     dataset = _dataset(data, split, pol)
     check_action_scale(pol, dataset)
@@ -109,12 +118,16 @@ def existing_run(out: Path, resume: bool, overwrite: bool) -> dict | None:
     return None
 
 
-def check_resume_request(prev: dict, out: Path, data: Path, policy, preset, split, overrides, max_steps) -> None:
+def check_resume_request(prev: dict, out: Path, data: Path, policy, preset, split, overrides, max_steps,
+                         init_from: Path | None = None) -> None:
     """A resumed run continues as recorded; a value given now that differs from the record is named."""
     train_ov, policy_ov = _split_overrides(overrides)
     asked = {"policy": policy, "preset": preset, "split": split, "data": str(data.resolve()),
              "train_overrides": train_ov or None, "policy_overrides": policy_ov or None}
     changed = [f"{k} {prev.get(k)!r} -> {v!r}" for k, v in asked.items() if v is not None and v != prev.get(k)]
+    recorded_init = (prev.get("init_from") or {}).get("run")
+    if init_from is not None and str(Path(init_from).resolve()) != recorded_init:
+        changed.append(f"init_from {recorded_init!r} -> {str(Path(init_from).resolve())!r}")
     if max_steps is not None and max_steps != prev.get("train", {}).get("max_steps"):
         changed.append(f"max_steps {prev.get('train', {}).get('max_steps')!r} -> {max_steps!r}")
     if changed:
@@ -123,12 +136,13 @@ def check_resume_request(prev: dict, out: Path, data: Path, policy, preset, spli
 
 
 def resolve_run(policy: str, preset: str, split: str, overrides: list[str], max_steps: int | None,
-                prev: dict | None = None):
+                prev: dict | None = None, init_from: Path | None = None):
     """The trainer config and the fresh policy a `tla train` call would use (no training), so a caller can
     compare them with a finished run's config.json. A resumed run (`prev` = its config.json) keeps its
-    recorded settings: the schedule depends on them."""
+    recorded settings: the schedule depends on them. `init_from`: the policy is that trained run's, weights
+    and config (its architecture, input and decoding are what the weights were trained for)."""
     from tla.config import from_dict
-    from tla.policies.registry import build_policy
+    from tla.policies.registry import build_policy, load_policy, policy_name
     from tla.train.config import TrainConfig
 
     train_ov, policy_ov = _split_overrides(overrides)
@@ -140,7 +154,28 @@ def resolve_run(policy: str, preset: str, split: str, overrides: list[str], max_
         cfg = train_config(policy, preset, split, train_ov)
     if max_steps is not None:
         cfg.max_steps = max_steps
-    return cfg, build_policy(policy, preset, policy_ov), train_ov, policy_ov, (policy, preset, split)
+    if init_from is None:
+        return cfg, build_policy(policy, preset, policy_ov), train_ov, policy_ov, (policy, preset, split)
+    if policy_name(init_from) != policy:
+        raise ValueError(f"--init-from {init_from} is a {policy_name(init_from)} run, not {policy}; drop --policy "
+                         f"or pick a {policy} run")
+    if policy_ov:
+        raise ValueError(f"--init-from keeps the policy config {init_from} was trained with; drop the policy "
+                         f"overrides {policy_ov} (train.* overrides are fine) or train from scratch")
+    return cfg, load_policy(init_from), train_ov, policy_ov, (policy, preset, split)
+
+
+def initial_run(run: Path | str) -> dict:
+    """What a run started from `run` records about it: path, policy, data, split, seed, steps."""
+    run = Path(run).resolve()
+    saved = run / "config.json"
+    if not (run / "policy").is_dir() or not saved.exists():
+        raise ValueError(f"--init-from {run}: not a finished training run (needs config.json and policy/); "
+                         "pass a `tla train` output folder")
+    rec = json.loads(saved.read_text())
+    return {"run": str(run), "policy": rec.get("policy"), "data": rec.get("data"), "split": rec.get("split"),
+            "seed": rec.get("seed"), "steps": rec.get("total_steps"), "policy_overrides": rec.get("policy_overrides"),
+            "init_from": rec.get("init_from")}
 
 
 def train_config(policy: str, preset: str, split: str, train_overrides: list[str] | None = None):

@@ -250,7 +250,13 @@ class TLAPolicy(TrainablePolicy):
         if cfg.model.train_mode == "lora":
             from peft import PeftModel
 
-            model = PeftModel.from_pretrained(adapter.build(cfg.model, tokenizer), d / "adapter")
+            # trainable adapters, as a fresh LoRA run has them, so a saved run can also be fine-tuned further
+            # (`tla train --init-from`); inference runs under no_grad either way
+            model = PeftModel.from_pretrained(adapter.build(cfg.model, tokenizer), d / "adapter", is_trainable=True)
+            if not cfg.model.freeze_vision:
+                for n, p in model.named_parameters():
+                    if adapter.is_vision(n):
+                        p.requires_grad_(True)
         else:
             model = adapter.load(d / "model", cfg.model)
         policy = cls(cfg, tokenizer=tokenizer, model=model)
