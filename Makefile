@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -n 2 --durations=15
 
-# The paper's experiments on the CPU preset (~65 min on 2 cores); rerun to resume a killed run.
+# The paper's experiments on the CPU preset (~50 min on 2 cores); rerun to resume a killed run.
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/tla reproduce --preset tiny --out outputs/reproduce-tiny
 

@@ -138,7 +138,7 @@ def demo(
 
 @app.command()
 def reproduce(
-    preset: ReproducePresetName = typer.Option("tiny", help="smoke (minutes), tiny (CPU, ~65 min) or paper (GPU)"),
+    preset: ReproducePresetName = typer.Option("tiny", help="smoke (minutes), tiny (CPU, ~50 min) or paper (GPU)"),
     out: Path = typer.Option(Path("outputs/reproduce"), help="output folder (rerun to resume)"),
     data: Path = typer.Option(None, help="reuse an existing dataset instead of building one"),
     model_path: Path = typer.Option(None, help="local Qwen2-VL checkpoint for the TLA models (paper preset)"),
