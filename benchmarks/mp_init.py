@@ -19,7 +19,6 @@ per seed on 2 CPU cores.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 
@@ -45,10 +44,6 @@ def run_spec(policy: str, kind: str, seed: int) -> tuple[str, int, list[str], st
     return "mp_train", tiny.steps_for(policy, mp_key), [f"train.seed={seed}"], f"{policy}_sp_s{seed}"
 
 
-def _json(x):
-    return json.loads(json.dumps(x, default=str))
-
-
 def content_hash(data) -> str | None:
     """The dataset's content hash (meta/info.json): the same samples under another path are the same data."""
     info = Path(data or "") / "meta" / "info.json"
@@ -57,19 +52,13 @@ def content_hash(data) -> str | None:
 
 def check_existing(run: Path, data: Path, policy: str, split: str, steps: int, overrides: list[str],
                    source: Path | None) -> None:
-    """A finished run in `run` must be exactly the one this script would train, else stop."""
-    from tla.policies.registry import policy_config
-    from tla.train.cli import resolve_run
+    """A finished run in `run` must be exactly the one this script would train (links resolved), else stop."""
+    from tla.train.cli import recorded_differences
 
     done = json.loads((run / "config.json").read_text())
-    train_cfg, pol, *_ = resolve_run(policy, "tiny", split, overrides, steps, None, source)
-    recorded_source = (done.get("init_from") or {}).get("run")
-    checks = {"policy": (done.get("policy"), policy), "split": (done.get("split"), split),
-              "data": (content_hash(done.get("data")), content_hash(data)), "steps": (done.get("total_steps"), steps),
-              "init_from": (recorded_source, str(source.resolve()) if source else None),  # links resolved
-              "trainer config": (done.get("train"), _json(dataclasses.asdict(train_cfg))),
-              "policy config": (done.get("policy_config"), _json(policy_config(pol)))}
-    wrong = [k for k, (a, b) in checks.items() if a != b]
+    wrong = recorded_differences(done, policy, split, steps, overrides, source)
+    if content_hash(done.get("data")) != content_hash(data):
+        wrong.append("data")
     if wrong:
         raise SystemExit(f"{run} holds another run ({', '.join(wrong)} differ); move it away or rerun elsewhere")
 

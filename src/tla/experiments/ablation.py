@@ -218,27 +218,17 @@ def check_same_config(out: Path, cfg: AblationConfig) -> None:
                              "use another --out or delete the folder")
 
 
-def _json(x):
-    return json.loads(json.dumps(x, default=str))
-
-
 def reusable_run(candidate: Path, data: Path, policy: str, steps: int, overrides: list[str]) -> bool:
     """True when the finished run in `candidate` (e.g. `tla reproduce`'s runs/sp_tla) is exactly the run this
     ablation would train: same data, split, steps, and the same resolved trainer and policy configs."""
-    import dataclasses
-
-    from tla.policies.registry import policy_config
-    from tla.train.cli import resolve_run
+    from tla.train.cli import recorded_differences
 
     cfg_path = candidate / "config.json"
     if not (cfg_path.exists() and (candidate / "policy").is_dir()):
         return False
     done = json.loads(cfg_path.read_text())
-    train_cfg, pol, *_ = resolve_run(policy, "tiny", "sp_train", overrides, steps)
-    return (done.get("policy") == policy and done.get("split") == "sp_train"
-            and done.get("data") == str(Path(data).resolve()) and done.get("total_steps") == steps
-            and done.get("train") == _json(dataclasses.asdict(train_cfg))
-            and done.get("policy_config") == _json(policy_config(pol)))
+    return (done.get("data") == str(Path(data).resolve())
+            and not recorded_differences(done, policy, "sp_train", steps, overrides))
 
 
 def ablate(cfg: AblationConfig, out: Path, data: Path | None = None, reuse: Path | None = None,

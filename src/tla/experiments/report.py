@@ -199,6 +199,11 @@ def describe_input(inp: dict | None) -> str:
     return ", ".join(parts)
 
 
+def _model_label(key: str) -> str:
+    """A preset key as the report names it: bc -> BC, mp_tla -> MP-TLA."""
+    return key.upper().replace("_", "-")
+
+
 def budget_section(res: dict) -> list[str]:
     """Each model's training budget, why, and whether its validation curve had flattened."""
     budgets = res.get("budgets") or {}
@@ -224,7 +229,7 @@ def budget_section(res: dict) -> list[str]:
         lines.append(f"| {key} ({split}) | {name} | {describe_input(b.get('input'))} | {start} | {b['steps']} | {b['batch_size']} | {b['epochs']:.1f} | "
                      f"{b['lr']:g} | {curve} | {flat} |")
     if notes:
-        lines += ["", *[f"- **{k.upper().replace('_', '-')}**: {v}" for k, v in notes.items()]]
+        lines += ["", *[f"- **{_model_label(k)}**: {v}" for k, v in notes.items()]]
     return lines
 
 
@@ -234,7 +239,7 @@ def write_report(out: Path, res: dict) -> Path:
     versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
     steps = p["max_steps"]
     if isinstance(steps, dict):
-        steps = ", optimizer steps per model: " + ", ".join(f"{k.upper().replace('_', '-')} {v}" for k, v in steps.items())
+        steps = ", optimizer steps per model: " + ", ".join(f"{_model_label(k)} {v}" for k, v in steps.items())
     else:
         steps = "" if steps is None else f", {steps} optimizer steps per model"
     lines = [

@@ -165,6 +165,29 @@ def resolve_run(policy: str, preset: str, split: str, overrides: list[str], max_
     return cfg, load_policy(init_from), train_ov, policy_ov, (policy, preset, split)
 
 
+def recorded_differences(done: dict, policy: str, split: str, steps: int, overrides: list[str],
+                         init_from: Path | None = None) -> list[str]:
+    """What differs between a finished run's config.json (`done`) and the run these arguments would train
+    with the tiny preset: policy, split, steps, source run, resolved trainer and policy configs (the data is
+    the caller's to compare: by path or by content)."""
+    import dataclasses
+
+    from tla.policies.registry import policy_config
+
+    train_cfg, pol, *_ = resolve_run(policy, "tiny", split, overrides, steps, None, init_from)
+    checks = {"policy": (done.get("policy"), policy), "split": (done.get("split"), split),
+              "steps": (done.get("total_steps"), steps),
+              "init_from": ((done.get("init_from") or {}).get("run"), str(Path(init_from).resolve()) if init_from else None),
+              "trainer config": (done.get("train"), _plain(dataclasses.asdict(train_cfg))),
+              "policy config": (done.get("policy_config"), _plain(policy_config(pol)))}
+    return [k for k, (recorded, wanted) in checks.items() if recorded != wanted]
+
+
+def _plain(x):
+    """x as config.json stores it (tuples as lists, paths as strings)."""
+    return json.loads(json.dumps(x, default=str))
+
+
 def initial_run(run: Path | str) -> dict:
     """What a run started from `run` records about it: path, policy, data, split, seed, steps."""
     run = Path(run).resolve()
