@@ -76,6 +76,9 @@ def _check_tables(out: Path) -> None:
         "bc_sp": None, "dp_sp": None, "sp_tla": None, "bc_mp": "bc_sp", "dp_mp": "dp_sp", "mp_tla": "sp_tla"}
     assert "| **marker_flow**, 48x64 px | **bc_sp** |" in report and "| **marker_flow**, 48x64 px | fresh |" in report
     assert "distinct answers (modal %)" in report
+    assert "Direction accuracy % by label size (sp_test)" in report  # where each model's direction errors lie
+    assert set(results["table1"]["SP-TLA"]["direction_by_label_size"]) == {
+        f"{a}_{k}" for a in ("x", "y", "rz") for k in ("zero", "small", "large")}
     assert "NaN" not in (out / "results.json").read_text()
 
 

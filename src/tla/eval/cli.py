@@ -39,8 +39,8 @@ def offline(
                                      "restricted to the answer grammar (no parse failure possible) or free; "
                                      "default: the run's generate.constrained"),
 ):
-    """Tables I/II: GCR, L1 per axis (GCR samples and all), direction accuracy, one-step insertion,
-    parse failures; Fig. 4 arrow plots."""
+    """Tables I/II: GCR, L1 per axis (GCR samples and all), direction accuracy (also by label size: zero /
+    small / large), one-step insertion, parse failures; Fig. 4 arrow plots."""
     from tla.eval.offline import GoalTolerance, evaluate_offline
 
     metrics = evaluate_offline(run, data, split, out, limit, batch_size, GoalTolerance(eta, eta_rz),

@@ -43,6 +43,33 @@ def direction_correct(actions: np.ndarray, labels: np.ndarray, tol: GoalToleranc
     return np.where(zero, np.abs(actions) <= still, np.sign(actions) == np.sign(labels))
 
 
+# Label sizes for the direction breakdown: in the goal band (label 0), near it (0 < |label| < SMALL_LABEL,
+# the move ends within half a millimetre / degree of the band), and far from it.
+SMALL_LABEL = 0.5  # mm for x / y, degrees for rz
+LABEL_SIZES = ("zero", "small", "large")
+
+
+def label_size(labels: np.ndarray) -> np.ndarray:
+    """(N, 3) label sizes: 0 zero (no move needed on this axis), 1 small, 2 large (see `SMALL_LABEL`)."""
+    size = np.abs(np.asarray(labels, dtype=float))
+    return np.where(size < 1e-9, 0, np.where(size < SMALL_LABEL, 1, 2))
+
+
+def direction_by_label_size(actions: np.ndarray, labels: np.ndarray, tol: GoalTolerance) -> dict:
+    """Direction accuracy per axis and label size, with the sample counts: where a policy's direction errors
+    lie. A label just beyond the band is where an answer of exactly 0 (a text policy's "stay") is wrong
+    while a regressor's near-zero output with the right sign is counted right."""
+    right = direction_correct(actions, labels, tol)
+    size = label_size(labels)
+    out = {}
+    for i, axis in enumerate(AXES):
+        for k, name in enumerate(LABEL_SIZES):
+            pick = size[:, i] == k
+            out[f"{axis}_{name}"] = {"accuracy": float(right[pick, i].mean()) if pick.any() else None,
+                                     "samples": int(pick.sum())}
+    return out
+
+
 def one_step_inserts(errors, actions, clearances, shapes, size: float = 10.0, area_tol: float = 1e-3) -> np.ndarray:
     return np.array([
         geo.inserts(s, float(c), np.asarray(e) + np.asarray(a), size=size, area_tol=area_tol)
@@ -72,6 +99,7 @@ def offline_metrics(actions, labels, errors, clearances, shapes, parse_ok=None,
         "parse_failure_rate": float(1 - ok.mean()) if n else float("nan"),
         "tolerance": {"eta_mm": tol.eta, "eta_rz_deg": tol.eta_rz},
         "collapse": check_collapse(actions).to_dict(),
+        "direction_by_label_size": direction_by_label_size(actions, labels, tol) if n else {},
     }
     for i, axis in enumerate(AXES):
         out[f"l1_{axis}_gcr"] = float(l1[goal, i].mean()) if goal.any() else float("nan")

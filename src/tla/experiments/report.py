@@ -6,7 +6,7 @@ import json
 import math
 from pathlib import Path
 
-from tla.eval.offline import GoalTolerance
+from tla.eval.offline import LABEL_SIZES, SMALL_LABEL, GoalTolerance
 from tla.experiments.tables import (
     MODELS,
     PAPER,
@@ -65,6 +65,25 @@ def collapse_warnings(res: dict) -> list[str]:
 OFFLINE_HEADER = ("| model | GCR % | L1 x mm (GCR) | L1 y mm (GCR) | L1 rz deg (GCR) | L1 x/y/rz (all) | "
                   "direction x/y/rz % | one-step insert % | parse fail % | distinct answers (modal %) | samples |\n"
                   "|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+def label_size_section(table: dict[str, dict], split: str) -> list[str]:
+    """Direction accuracy split by label size (`tla.eval.offline.direction_by_label_size`): where each model's
+    direction errors lie. Empty for results written before the split existed."""
+    rows = {name: m["direction_by_label_size"] for name, m in table.items() if m.get("direction_by_label_size")}
+    if not rows:
+        return []
+    first = next(iter(rows.values()))
+    cols = [f"{a}_{k}" for a in ("x", "y", "rz") for k in LABEL_SIZES if first[f"{a}_{k}"]["samples"]]
+    header = " | ".join(f"{c.replace('_', ' ')} (n={first[c]['samples']})" for c in cols)
+    intro = (f"Direction accuracy % by label size ({split}): zero = no move needed on the axis; small = "
+             f"0 < |label| < {SMALL_LABEL} mm (deg for rz), the peg just outside the goal band; large = the rest. "
+             "A model that answers exactly 0 where it is unsure is wrong on every small label; a regressor's "
+             "near-zero output is counted by its sign.")
+    return [intro, "",
+            f"| model | {header} |", "|---|" + "---|" * len(cols),
+            *(f"| {name} | " + " | ".join(_pct(d[c]["accuracy"]) for c in cols) + " |" for name, d in rows.items()),
+            ""]
 
 
 def _cl_cell(row: dict | None, paper: tuple | None) -> str:
@@ -275,6 +294,8 @@ def write_report(out: Path, res: dict) -> Path:
     ]
     for name, m in res["table1"].items():
         lines.append(_offline_row(name, m, PAPER["table1"][name]))
+    by_size = label_size_section(res["table1"], "sp_test")
+    lines += ["", *by_size] if by_size else []
     kinds = ("in-distribution: square, triangle", "out-of-distribution: round, hexagon")
     for k, split in enumerate(("mp_test_id", "mp_test_ood")):
         lines += ["", f"## Table II — multi-peg offline ({kinds[k]}; {split})", "", OFFLINE_HEADER]
