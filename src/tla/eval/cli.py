@@ -24,7 +24,8 @@ def _csv(value: str, cast=str) -> list:
 def offline(
     run: Path = typer.Option(..., help="trained run directory (any policy)"),
     data: Path = typer.Option(..., help="dataset directory (tla data build)"),
-    split: str = typer.Option("sp_test", help="test split"),
+    split: str = typer.Option("sp_test", help="test split, or `validation`: the episodes the run held out "
+                              "of its training split (choose settings there, never on a test split)"),
     out: Path = typer.Option(..., help="output folder: metrics.json, predictions.jsonl, fig4.png"),
     limit: int = typer.Option(0, help="first N samples only (0 = all)"),
     batch_size: int = typer.Option(16),

@@ -108,6 +108,58 @@ def offline_metrics(actions, labels, errors, clearances, shapes, parse_ok=None,
     return out
 
 
+VALIDATION = "validation"  # the split name for the episodes a run held out of its own training split
+
+
+def training_record(run) -> dict:
+    """The config.json the trainer wrote for `run` (a run, its policy/ or a checkpoint folder inside it)."""
+    import json
+    from pathlib import Path
+
+    start = Path(run).resolve()
+    for folder in (start, *list(start.parents)[:3]):
+        f = folder / "config.json"
+        if f.exists():
+            record = json.loads(f.read_text())
+            if "split" in record and "train" in record:
+                return record
+    raise FileNotFoundError(f"--split {VALIDATION} needs the run's training record (config.json, written by "
+                            f"tla train) in {run} or a folder above it; none found")
+
+
+def validation_indices(run, data) -> tuple[str, np.ndarray]:
+    """(training split, sample indices) of the episodes `run` held out for validation: the trainer's own
+    split (`tla.train.trainer.split_train_val`, by episode, with the run's val_fraction and seed), so
+    settings can be chosen on them and never on a test split. The data must be the data the run trained on
+    (same content hash, or the same folder when a dataset records none)."""
+    import json
+    from pathlib import Path
+
+    from tla.data.dataset import TactileDataset
+    from tla.train.trainer import split_train_val
+
+    record = training_record(run)
+
+    def identity(path) -> str:
+        info = Path(path) / "meta" / "info.json"
+        hashed = json.loads(info.read_text()).get("content_hash") if info.exists() else None
+        return hashed or str(Path(path).resolve())
+
+    if not Path(record["data"]).exists():
+        raise FileNotFoundError(f"--split {VALIDATION}: {run} trained on {record['data']}, which is gone, so "
+                                f"{data} cannot be checked against it; score a test split")
+    if identity(data) != identity(record["data"]):
+        raise ValueError(f"--split {VALIDATION}: {run} trained on {record['data']}, not on {data} (other "
+                         "samples); pass the run's own dataset, or score a test split")
+    train = record["train"]
+    ds = TactileDataset(data, record["split"])
+    _, held_out = split_train_val(ds, train["val_fraction"], train["seed"])
+    if not len(held_out):
+        raise ValueError(f"--split {VALIDATION}: {run} held no episodes out (train.val_fraction="
+                         f"{train['val_fraction']}); score a test split")
+    return record["split"], held_out
+
+
 def evaluate_offline(run, data, split: str, out, limit: int = 0, batch_size: int = 16,
                      tol: GoalTolerance = GoalTolerance(), progress: bool = True,
                      threads: int = EVAL_THREADS, decode: str | None = None,
@@ -116,7 +168,8 @@ def evaluate_offline(run, data, split: str, out, limit: int = 0, batch_size: int
     run's): writes out/{metrics.json, predictions.jsonl, fig4.png, run metadata}; returns the metrics.
     Predictions run on `threads` torch threads (the results depend on the count: it is recorded).
     `decode`, `constrained` (TLA runs only): score with this `generate.decode` / `generate.constrained`
-    instead of the run's."""
+    instead of the run's. `split="validation"`: the episodes the run held out of its training split
+    (`validation_indices`)."""
     import json
     from pathlib import Path
 
@@ -132,16 +185,18 @@ def evaluate_offline(run, data, split: str, out, limit: int = 0, batch_size: int
 
     out = Path(out)
     policy = load_policy(run, decode, constrained)
-    ds = TactileDataset(data, split, modality=policy_modality(policy))
-    check_same_spec(policy.observation_spec, ds.observation_spec, f"{data} ({split})")
+    read_split, indices = validation_indices(run, data) if split == VALIDATION else (split, None)
+    ds = TactileDataset(data, read_split, modality=policy_modality(policy))
+    check_same_spec(policy.observation_spec, ds.observation_spec, f"{data} ({read_split})")
     geometry = from_dict(SimConfig, ds.sim_config).geometry
-    n = min(limit, len(ds)) if limit else len(ds)
+    indices = np.arange(len(ds)) if indices is None else indices
+    n = min(limit, len(indices)) if limit else len(indices)
     actions, texts, ok, items_meta = [], [], [], []
     bar_ = progress_bar(f"predict {split}", "samples", enabled=progress, transient=True)
     with torch_threads(threads), bar_ as bar:
         task = bar.add_task("predict", total=n)
         for start in range(0, n, batch_size):
-            items = [ds[i] for i in range(start, min(start + batch_size, n))]
+            items = [ds[int(i)] for i in indices[start : min(start + batch_size, n)]]
             batch = batch_for(policy, np.stack([it["frames"] for it in items]), [it["shape"] for it in items])
             pred = policy.predict(batch)
             actions.append(pred.actions)
@@ -155,6 +210,8 @@ def evaluate_offline(run, data, split: str, out, limit: int = 0, batch_size: int
                               geometry.insert_area_tol)
     metrics.update(policy=getattr(policy, "name", "?"), run=str(run), data=str(data), split=split,
                    torch_threads=threads)
+    if split == VALIDATION:
+        metrics["validation_of"] = read_split  # held-out episodes of this training split
     if getattr(policy, "name", "") == "tla":
         metrics["decode"] = policy.cfg.generate.decode
         metrics["constrained"] = policy.cfg.generate.constrained
