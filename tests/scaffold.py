@@ -52,3 +52,20 @@ def train_steps(policy, items: list[dict], steps: int, lr: float = 3e-3, batch_s
         policy.after_optimizer_step()
         losses.append(float(loss.detach()))
     return losses, opt
+
+
+BC_SMALL = ["image_size=[24,32]", "embedding_size=8", "hidden_sizes=[8,8,8,8]", "head_hidden=16"]
+
+
+def small_bc_run(root, train_overrides: list[str]):
+    """The smoke dataset built in root/data and a 2-step, few-parameter BC run on its sp_train in root/run
+    (read as marker flow, the BC preset's modality): (data, run)."""
+    from tla.data.build import build
+    from tla.data.config import preset
+    from tla.train.cli import train_run
+
+    data, run = root / "data", root / "run"
+    build(preset("smoke"), data, progress=False)
+    train_run(data=data, out=run, policy="bc", split="sp_train", preset="tiny", max_steps=2, resume=False,
+              overrides=[*BC_SMALL, *train_overrides])
+    return data, run

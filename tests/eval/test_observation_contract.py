@@ -6,10 +6,10 @@ import shutil
 
 import numpy as np
 import pytest
+from scaffold import BC_SMALL
 
 from tla.sim.observation import ObservationSpec, check_same_spec
 
-BC_SMALL = ["image_size=[24,32]", "embedding_size=8", "hidden_sizes=[8,8,8,8]", "head_hidden=16"]
 TRAIN = ["train.batch_size=4", "train.val_fraction=0.1", "train.val_every=0"]
 
 
@@ -31,17 +31,9 @@ def test_spec_states_the_shape_and_checks_observations():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A 2-step BC run on the smoke data (96x128), read as marker flow."""
-    from tla.data.build import build
-    from tla.data.config import preset
-    from tla.train.cli import train_run
+    from scaffold import small_bc_run
 
-    root = tmp_path_factory.mktemp("contract")
-    data = root / "data"
-    build(preset("smoke"), data, progress=False)
-    run = root / "run"
-    train_run(data=data, out=run, policy="bc", split="sp_train", preset="tiny", max_steps=2, resume=False,
-              overrides=[*BC_SMALL, *TRAIN])
-    return data, run
+    return small_bc_run(tmp_path_factory.mktemp("contract"), TRAIN)
 
 
 def test_a_run_records_its_spec_and_sensor_and_needs_no_dataset(trained, tmp_path):

@@ -7,23 +7,14 @@ import shutil
 import numpy as np
 import pytest
 
-BC_SMALL = ["image_size=[24,32]", "embedding_size=8", "hidden_sizes=[8,8,8,8]", "head_hidden=16"]
-
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A 2-step BC run on the smoke data that holds a quarter of sp_train's episodes out."""
-    from tla.data.build import build
-    from tla.data.config import preset
-    from tla.train.cli import train_run
+    from scaffold import small_bc_run
 
-    root = tmp_path_factory.mktemp("validation")
-    data = root / "data"
-    build(preset("smoke"), data, progress=False)
-    run = root / "run"
-    train_run(data=data, out=run, policy="bc", split="sp_train", preset="tiny", max_steps=2, resume=False,
-              overrides=[*BC_SMALL, "train.batch_size=4", "train.val_fraction=0.25", "train.seed=5"])
-    return data, run
+    return small_bc_run(tmp_path_factory.mktemp("validation"),
+                        ["train.batch_size=4", "train.val_fraction=0.25", "train.seed=5"])
 
 
 def test_validation_scores_exactly_the_held_out_episodes(trained, tmp_path):
