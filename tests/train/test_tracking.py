@@ -132,7 +132,8 @@ def test_resume_purges_the_tensorboard_steps_logged_after_the_checkpoint(tmp_pat
 
 
 def test_rollouts_log_closed_loop_success(tmp_path):
-    from tla.eval.closed_loop import episode_seeds  # the same fixed seeds as `tla eval`
+    from tla.eval.closed_loop import episode_seeds
+    from tla.train.rollout import episode_plan
 
     run = tmp_path / "run"
     cfg = TrainConfig(val_fraction=0.0, val_every=0, rollout_every=2, rollout_episodes=3, **FAST)
@@ -144,11 +145,15 @@ def test_rollouts_log_closed_loop_success(tmp_path):
     assert all(1 <= r["rollout_attempts"] <= SIM.max_attempts for r in rows)
     assert {"split": "rollout", **summary["rollout"]} == rows[-1]
     assert [s for s, _ in _scalars(run)["rollout/success"]] == [2, 4]
-    # three fixed episodes over the data's conditions (square and triangle at 2.0 mm), eval's seeds
+    # three fixed episodes over the data's conditions (square and triangle at 2.0 mm), validation episodes:
+    # none of them is one of tla eval's episodes (its seeds for base seeds 0-9, 500 per condition)
     data = SimulatedSynthetic(16, policy_modality(policy))
     plan = trainer.rollout_plan(load_policy(run), data, range(16), cfg)
-    shapes = ["square", "triangle", "square"]
-    assert plan == [(shape, 2.0, seed) for shape, seed in zip(shapes, episode_seeds(0, 3))]
+    assert [(shape, c) for shape, c, _ in plan] == [("square", 2.0), ("triangle", 2.0), ("square", 2.0)]
+    assert plan == trainer.rollout_plan(load_policy(run), data, range(16), cfg)  # fixed
+    evaluated = {s for base in range(10) for s in episode_seeds(base, 500)}
+    assert len({seed for *_, seed in plan}) == 3 and not {seed for *_, seed in plan} & evaluated
+    assert not {s for *_, s in episode_plan([("square", 2.0)], 500, 0)} & evaluated
 
 
 def test_rollouts_need_the_simulator_of_the_data(tmp_path):

@@ -43,7 +43,7 @@ class TrainConfig:
     # rendered the training data, cycling over its (shape, clearance) conditions; serial, on the main process
     rollout_every: int = 0
     rollout_episodes: int = 10
-    rollout_seed: int = 0
+    rollout_seed: int = 0  # base seed of the rollout episodes (their own stream: never tla eval's episodes)
 
 
 def train_preset(preset: str, overrides: list[str] | None = None) -> TrainConfig:

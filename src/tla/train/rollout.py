@@ -2,8 +2,9 @@
 
 This lives in `tla.train`, not `tla.eval`: eval sits above train (it loads trained runs), so train builds on
 the environment (`tla.sim`, below both) directly. The episode loop is the one of
-`tla.eval.closed_loop.run_episode` and the seeds follow `episode_seeds` (a SeedSequence of the base seed),
-so a rollout is a small serial preview of `tla eval`, run in-process on the live policy.
+`tla.eval.closed_loop.run_episode`, run in-process on the live policy. The episodes are validation episodes:
+their seeds come from a stream of their own (`ROLLOUT_STREAM`), not from `tla eval`'s episode seeds, so a
+checkpoint chosen by `rollout_success` (`train.best_metric`) is never chosen on the test episodes.
 """
 
 from __future__ import annotations
@@ -29,9 +30,13 @@ def rollout_conditions(dataset, indices) -> list[tuple[str, float]]:
     return sorted({(str(s), float(c)) for s, c in pairs})
 
 
+ROLLOUT_STREAM = 1  # spawn key of the rollout seeds: tla eval draws SeedSequence(seed) itself, without one
+
+
 def episode_plan(conditions: list[tuple[str, float]], episodes: int, seed: int) -> list[tuple]:
-    """`episodes` (shape, clearance, seed) triples: fixed seeds, the conditions taken in turn."""
-    seeds = np.random.SeedSequence(seed).generate_state(episodes, dtype=np.uint32)
+    """`episodes` (shape, clearance, seed) triples: fixed seeds of the rollout stream, the conditions taken in
+    turn."""
+    seeds = np.random.SeedSequence(seed, spawn_key=(ROLLOUT_STREAM,)).generate_state(episodes, dtype=np.uint32)
     return [(*conditions[i % len(conditions)], int(s)) for i, s in enumerate(seeds)]
 
 
