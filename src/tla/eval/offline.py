@@ -43,8 +43,8 @@ def direction_correct(actions: np.ndarray, labels: np.ndarray, tol: GoalToleranc
     return np.where(zero, np.abs(actions) <= still, np.sign(actions) == np.sign(labels))
 
 
-# Label sizes for the direction breakdown: in the goal band (label 0), near it (0 < |label| < SMALL_LABEL,
-# the move ends within half a millimetre / degree of the band), and far from it.
+# Label sizes for the direction breakdown: in the goal band (label 0), just beyond it (0 < |label| <
+# SMALL_LABEL: the peg is less than half a millimetre / degree outside the band), and farther out.
 SMALL_LABEL = 0.5  # mm for x / y, degrees for rz
 LABEL_SIZES = ("zero", "small", "large")
 
