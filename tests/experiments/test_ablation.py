@@ -1,6 +1,7 @@
 """`tla ablate` on smoke data: every variant x seed trains, is scored and lands in the report with its
 spread; a rerun resumes; another configuration in the same folder is refused."""
 
+import dataclasses
 import json
 
 import pytest
@@ -11,6 +12,7 @@ from tla.experiments.ablation import (
     DPO_VARIANTS,
     PAPER_INPUT,
     PRETRAIN_VARIANTS,
+    TARGET_VARIANTS,
     TINY_PRESET,
     VARIANTS,
     AblationConfig,
@@ -52,6 +54,17 @@ def test_variants_go_from_the_paper_input_to_the_tiny_preset():
     assert contact.key == "tla_flow_table_contact_s1" and "answer=contact_action" in contact.overrides
     policy_overrides = [o for o in contact.overrides if not o.startswith("train.")]
     assert tla_preset("tiny", policy_overrides).answer == "contact_action"  # a valid config
+    # the training-target rows each train their own run: the preset plus one or both options
+    targets = {r.row: r for r in runs(AblationConfig(seeds=(2,), variants=TARGET_VARIANTS))}
+    cfgs = {row: tla_preset("tiny", [o for o in r.overrides if not o.startswith("train.")])
+            for row, r in targets.items() if r.policy == "tla"}
+    options = {row: (c.signed_answer, c.action_aux_weight) for row, c in cfgs.items()}
+    assert options == {TINY_PRESET["tla"]: (False, 0.0), "SP-TLA tiny preset + signed answer": (True, 0.0),
+                       "SP-TLA tiny preset + action aux loss": (False, 0.3),
+                       "SP-TLA tiny preset + signed answer + action aux loss": (True, 0.3)}
+    for c in cfgs.values():  # otherwise the tiny preset
+        assert dataclasses.replace(c, signed_answer=False, action_aux_weight=0.0) == tla_preset("tiny", ["model.seed=2"])
+    assert len({r.key for r in targets.values()}) == len(TARGET_VARIANTS)
 
 
 def test_pretrained_base_rows_fine_tune_the_given_base_with_the_papers_recipe(tmp_path):

@@ -52,10 +52,12 @@ def test_tiny_overfits_32_samples_then_reloads_identically(tmp_path):
     assert np.array_equal(load_policy(run / "checkpoints" / "last").predict(batch).actions, greedy)
 
 
-@pytest.mark.parametrize("mode", ["full", "lora"])  # lora: dropout draws test the RNG restore too
+# lora: dropout draws test the RNG restore too; aux: the auxiliary action head checkpoints with the model
+@pytest.mark.parametrize("mode", ["full", "lora", "full+aux"])
 def test_resume_reproduces_uninterrupted_weights(tmp_path, mode):
     ds = SyntheticTactile(32, size=(24, 32))
-    ov = SMALL + [f"model.train_mode={mode}", "model.lora_dropout=0.1"]
+    ov = SMALL + [f"model.train_mode={mode.split('+')[0]}", "model.lora_dropout=0.1"]
+    ov += ["action_aux_weight=0.5"] if mode.endswith("aux") else []
     cfg = TrainConfig(
         max_steps=6,
         batch_size=4,
@@ -76,6 +78,7 @@ def test_resume_reproduces_uninterrupted_weights(tmp_path, mode):
     assert s2["step"] == 6 and s2["finished"]
     sa, sb = straight.model.state_dict(), resumed.model.state_dict()
     assert max((sa[k] - sb[k]).abs().max().item() for k in sa) <= 1e-6
+    assert any("action_aux_head" in k for k in sa) == mode.endswith("aux")
     assert sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir()) == [
         "last",
         "step-0000004",

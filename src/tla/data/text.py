@@ -1,6 +1,7 @@
 """The language side of a sample: the instruction prompt and the action codec.
 
-The answer is the action scaled per axis and rounded to integers, written like `[-90, 40, 13]`. With
+The answer is the action scaled per axis and rounded to integers, written like `[-90, 40, 13]` (or, signed,
+`[-90, +40, +13]`: every axis's first token is then its direction, '-', '+' or '0'). With
 contact reasoning (answer format "contact_action") the answer first states the contact, in a fixed small
 language, then the action: `contact: +x rim, right pad harder, twist ccw; action: [-90, 40, 13]`.
 `decode_action` never raises: text that does not parse gives None, and callers count it as a failure.
@@ -25,11 +26,12 @@ _NUMBER = r"[-+]?\d+(?:\.\d+)?"
 _ACTION_RE = re.compile(rf"\[\s*({_NUMBER})\s*,\s*({_NUMBER})\s*,\s*({_NUMBER})\s*\]")
 
 
-def encode_action(action, scale=DEFAULT_SCALE) -> str:
-    """(dx, dy, drz) in mm/mm/deg -> '[a, b, c]' with a = round(dx * scale[0]) etc."""
+def encode_action(action, scale=DEFAULT_SCALE, signed: bool = False) -> str:
+    """(dx, dy, drz) in mm/mm/deg -> '[a, b, c]' with a = round(dx * scale[0]) etc.; `signed` writes a '+'
+    before every positive number ('[-90, +40, 0]')."""
     a = np.asarray(action, dtype=np.float64).reshape(3)
     ints = np.rint(a * np.asarray(scale, dtype=np.float64)).astype(np.int64)
-    return "[" + ", ".join(str(int(v)) for v in ints) + "]"
+    return "[" + ", ".join(f"{int(v):+d}" if signed and v else str(int(v)) for v in ints) + "]"
 
 
 def decode_action(text: str, scale=DEFAULT_SCALE) -> np.ndarray | None:
@@ -63,9 +65,9 @@ def encode_contact(facts) -> str:
     return f"contact: {facts.rim} rim, {_PAD_WORDS[facts.pad]}, {_TWIST_WORDS[facts.twist]}"
 
 
-def encode_answer(action, scale=DEFAULT_SCALE, facts=None) -> str:
+def encode_answer(action, scale=DEFAULT_SCALE, facts=None, signed: bool = False) -> str:
     """The target text: the action alone, or (with `facts`) the contact then the action."""
-    text = encode_action(action, scale)
+    text = encode_action(action, scale, signed)
     return text if facts is None else f"{encode_contact(facts)}; {ACTION_PREFIX}{text}"
 
 
@@ -75,11 +77,13 @@ def check_answer_format(fmt: str) -> str:
     return fmt
 
 
-_INT = r"(?:0|-?[1-9][0-9]{0,3})"  # what encode_action writes, up to 4 digits (99.99 mm at scale 100)
-_ACTION_GRAMMAR = rf"\[{_INT}, {_INT}, {_INT}\]"
+def _action_grammar(signed: bool) -> str:
+    """What encode_action writes, up to 4 digits (99.99 mm at scale 100)."""
+    number = rf"(?:0|{'[-+]' if signed else '-?'}[1-9][0-9]{{0,3}})"
+    return rf"\[{number}, {number}, {number}\]"
 
 
-def answer_pattern(fmt: str) -> str:
+def answer_pattern(fmt: str, signed: bool = False) -> str:
     """The grammar of an answer format as a regular expression (every answer `encode_answer` writes for
     |action x scale| < 10^4 matches it in full)."""
     import re as _re
@@ -87,11 +91,11 @@ def answer_pattern(fmt: str) -> str:
     from tla.sim.contact import RIM_SIDES
 
     if check_answer_format(fmt) == "action":
-        return _ACTION_GRAMMAR
+        return _action_grammar(signed)
     rims = "|".join(_re.escape(r) for r in RIM_SIDES)
     pads, twists = "|".join(_PAD_WORDS.values()), "|".join(_TWIST_WORDS.values())
     contact = rf"contact: (?:none|(?:{rims}) rim, (?:{pads}), (?:{twists}))"
-    return rf"{contact}; {_re.escape(ACTION_PREFIX)}{_ACTION_GRAMMAR}"
+    return rf"{contact}; {_re.escape(ACTION_PREFIX)}{_action_grammar(signed)}"
 
 
 def longest_answer(fmt: str) -> str:

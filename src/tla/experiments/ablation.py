@@ -67,6 +67,11 @@ ON_BASE = (*BASE_FLOW, "model.preset=pretrained", "model.path={base}")
 # preference tuning (tla dpo) of the tiny preset's run: VTLA's recipe (DPO after fine-tuning, ~2.4k pairs,
 # 3 epochs) at the settings of tla.train.dpo.DPOConfig
 DPO = ()
+# the answer's training target: '+' before positive numbers (each axis's direction is one token), and an
+# auxiliary action loss on the answer-start state (weight 0.3: chosen on sp_train's validation episodes, seed 0,
+# from 0.3 and 1.0)
+SIGNED = (*FLOW_TABLE, "signed_answer=true")
+AUX = (*FLOW_TABLE, "action_aux_weight=0.3")
 VARIANTS: dict[str, Variant] = {
     "SP-TLA paper input (rgb)": Variant("tla", "tla_paper_input", RGB_PAPER, "top"),
     "SP-TLA paper input + mean of beams": Variant("tla", "tla_paper_input", RGB_PAPER, "mean"),
@@ -104,6 +109,10 @@ VARIANTS: dict[str, Variant] = {
     # this): the chosen answers' likelihood kept up by an NLL term (RPO)
     "SP-TLA tiny preset + DPO + chosen NLL (RPO)": Variant("tla", "tla_flow_table_rpo", ("dpo.sft_weight=1.0",),
                                                            "mean", tunes="SP-TLA marker flow + position table"),
+    "SP-TLA tiny preset + signed answer": Variant("tla", "tla_flow_table_signed", SIGNED, "mean"),
+    "SP-TLA tiny preset + action aux loss": Variant("tla", "tla_flow_table_aux", AUX, "mean"),
+    "SP-TLA tiny preset + signed answer + action aux loss": Variant(
+        "tla", "tla_flow_table_signed_aux", (*SIGNED, "action_aux_weight=0.3"), "mean"),
     "BC rgb": Variant("bc", "bc", ("modality=rgb",), None),
     "BC marker flow (tiny preset)": Variant("bc", "bc_flow", ("modality=marker_flow",), None),
 }
@@ -124,6 +133,10 @@ DPO_VARIANTS = ("SP-TLA marker flow + position table",
                 "SP-TLA marker flow + position table + mean of beams (tiny preset)",
                 "SP-TLA tiny preset + DPO, top beam", "SP-TLA tiny preset + DPO",
                 "SP-TLA tiny preset + DPO + chosen NLL (RPO)", "BC marker flow (tiny preset)")
+# the training-target rows: the tiny preset's plain text vs the signed answer and the auxiliary action loss
+TARGET_VARIANTS = ("SP-TLA marker flow + position table + mean of beams (tiny preset)",
+                   "SP-TLA tiny preset + signed answer", "SP-TLA tiny preset + action aux loss",
+                   "SP-TLA tiny preset + signed answer + action aux loss", "BC marker flow (tiny preset)")
 PAPER_INPUT = VARIANTS["SP-TLA paper input (rgb)"][2]
 TINY_PRESET = {"tla": "SP-TLA marker flow + position table + mean of beams (tiny preset)",
                "bc": "BC marker flow (tiny preset)"}

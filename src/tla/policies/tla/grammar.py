@@ -20,11 +20,12 @@ from tla.data.text import answer_pattern, longest_answer
 
 
 class AnswerGrammar:
-    def __init__(self, tokenizer, answer_format: str, end_id: int):
-        self.pattern = regex.compile(answer_pattern(answer_format))
+    def __init__(self, tokenizer, answer_format: str, end_id: int, signed: bool = False):
+        self.pattern = regex.compile(answer_pattern(answer_format, signed))
         self.end_id = int(end_id)
         self.tokenizer = tokenizer
-        alphabet = set(longest_answer(answer_format)) | set(answer_pattern(answer_format)) | set("0123456789")
+        alphabet = (set(longest_answer(answer_format)) | set(answer_pattern(answer_format, signed))
+                    | set("0123456789"))
         special = set(tokenizer.all_special_ids)
         self.candidates: list[tuple[int, str]] = []
         for i in range(len(tokenizer)):

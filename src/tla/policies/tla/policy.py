@@ -19,6 +19,7 @@ import torch
 from tla.config import from_dict, to_dict
 from tla.data.text import decode_action, encode_answer
 from tla.policies.base import Prediction, TrainablePolicy
+from tla.policies.tla.action_aux import HEAD_ATTR, ActionAuxHead
 from tla.policies.tla.adapters import adapter_for
 from tla.policies.tla.config import TLAConfig, tla_preset
 from tla.policies.tla.model import apply_train_mode, count_parameters
@@ -27,6 +28,7 @@ from tla.policies.tla.processing import TLAProcessor
 
 FALLBACK_ACTION = np.zeros(3)  # an unparseable answer moves nothing: the safest action for a retry loop
 POSITION_TABLE_FILE = "position_table.safetensors"
+AUX_TARGET = "action_target"  # the batch key of the auxiliary loss's target (popped before the model sees it)
 
 
 def versions() -> dict[str, str]:
@@ -57,6 +59,11 @@ class TLAPolicy(TrainablePolicy):
                                                         merge=self.processor.merge,
                                                         images=self.processor.position_grids,
                                                         adapter=self.adapter)
+        self.aux_head = None
+        if cfg.action_aux_weight > 0:  # training only, dropped when saved (action_aux.py); made last, so
+            # every other weight starts as it would without it
+            self.aux_head = ActionAuxHead(_text_hidden_size(model)).to(self.device)
+            self.model.add_module(HEAD_ATTR, self.aux_head)  # trains and checkpoints with the model
         if cfg.model.gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
             if (
@@ -99,6 +106,8 @@ class TLAPolicy(TrainablePolicy):
             "preprocess": to_dict(self.cfg.preprocess),
             "position_table": self.cfg.model.position_table,
             "answer": self.cfg.answer,
+            "signed_answer": self.cfg.signed_answer,
+            "action_aux_weight": self.cfg.action_aux_weight,
             "constrained": self.cfg.generate.constrained,
         }
 
@@ -106,7 +115,7 @@ class TLAPolicy(TrainablePolicy):
     def answer(self, item: dict) -> str:
         """The target text of a dataset item, at the policy's own scale (so decoding matches)."""
         if self.cfg.answer == "action":
-            return encode_answer(item["action"], self.cfg.scale)
+            return encode_answer(item["action"], self.cfg.scale, signed=self.cfg.signed_answer)
         from tla.sim.contact import contact_facts
 
         missing = [k for k in ("shape", "clearance", "error") if k not in item]
@@ -114,23 +123,34 @@ class TLAPolicy(TrainablePolicy):
             raise KeyError(f"answer=contact_action needs each item's shape, clearance and error (a tla dataset "
                            f"item); this one lacks {', '.join(missing)}")
         facts = contact_facts(item["shape"], item["clearance"], item["error"])
-        return encode_answer(item["action"], self.cfg.scale, facts)
+        return encode_answer(item["action"], self.cfg.scale, facts, signed=self.cfg.signed_answer)
 
     def grammar(self):
         """The answer grammar for constrained decoding (`tla.policies.tla.grammar`), built once."""
         if self._grammar is None:
             from tla.policies.tla.grammar import AnswerGrammar
 
-            self._grammar = AnswerGrammar(self.tokenizer, self.cfg.answer, self.processor.end_id)
+            self._grammar = AnswerGrammar(self.tokenizer, self.cfg.answer, self.processor.end_id,
+                                          self.cfg.signed_answer)
         return self._grammar
 
     def collate(self, items: list[dict]) -> dict:
         obs = [it["frames"] for it in items]
-        return self.processor.batch(obs, [it["shape"] for it in items], [self.answer(it) for it in items])
+        batch = self.processor.batch(obs, [it["shape"] for it in items], [self.answer(it) for it in items])
+        if self.aux_head is not None:
+            batch[AUX_TARGET] = torch.as_tensor(np.stack([np.asarray(it["action"], np.float32) for it in items]))
+        return batch
 
     def loss(self, model, batch: dict):
-        out = model(**batch, use_cache=False)
-        return out.loss, {}
+        """The answer's cross-entropy; while training with `action_aux_weight`, plus the weighted auxiliary
+        action loss (validation losses stay the text's alone, comparable across settings)."""
+        batch = dict(batch)
+        target = batch.pop(AUX_TARGET, None)
+        if self.aux_head is None or target is None or not model.training:
+            return model(**batch, use_cache=False).loss, {}
+        out = model(**batch, use_cache=False, output_hidden_states=True)
+        aux = self.aux_head.loss(out.hidden_states[-1], batch["labels"], target)
+        return out.loss + self.cfg.action_aux_weight * aux, {"text_loss": float(out.loss), "aux_action": float(aux)}
 
     # --- inference ---
     @torch.no_grad()
@@ -218,7 +238,7 @@ class TLAPolicy(TrainablePolicy):
         self.processor.save(d / "processor")
         # lora: the adapter only (the base is model.path, or the seeded tiny backbone); full: every weight.
         # The position table goes to its own file: the model folder stays a stock Qwen2-VL checkpoint.
-        with self._without_position_table():
+        with self._without_position_table(), self._without_aux_head():
             self.model.save_pretrained(d / ("adapter" if self.cfg.model.train_mode == "lora" else "model"))
         if self.position_table is not None:
             from safetensors.torch import save_file
@@ -238,6 +258,18 @@ class TLAPolicy(TrainablePolicy):
             yield
         finally:
             visual.add_module(VISION_ATTR, self.position_table)
+
+    @contextlib.contextmanager
+    def _without_aux_head(self):
+        """The auxiliary head is not part of the saved policy (it only shapes training)."""
+        if self.aux_head is None:
+            yield
+            return
+        delattr(self.model, HEAD_ATTR)
+        try:
+            yield
+        finally:
+            self.model.add_module(HEAD_ATTR, self.aux_head)
 
     @classmethod
     def load(cls, directory: str | Path) -> TLAPolicy:
@@ -296,11 +328,17 @@ def mean_action(actions: np.ndarray, log_probs: np.ndarray) -> np.ndarray:
     return mean
 
 
+def _text_hidden_size(model) -> int:
+    config = model.config
+    return int(getattr(getattr(config, "text_config", None), "hidden_size", None) or config.hidden_size)
+
+
 def _new_tokenizer(cfg: TLAConfig):
     if cfg.model.preset == "tiny":
         from tla.policies.tla.tokenizer import train_tiny_tokenizer
 
-        return train_tiny_tokenizer(cfg.model.tiny.vocab_size, adapter_for(cfg.model), answer=cfg.answer)
+        return train_tiny_tokenizer(cfg.model.tiny.vocab_size, adapter_for(cfg.model), answer=cfg.answer,
+                                    signed=cfg.signed_answer)
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(cfg.model.path)

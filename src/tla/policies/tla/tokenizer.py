@@ -21,21 +21,23 @@ from tla.sim.geometry import SHAPES as SIM_SHAPES
 CORPUS_SHAPES = (*SIM_SHAPES, "circle", "rectangle", "ellipse", "star")
 
 
-def _corpus(adapter: VLMAdapter, answer: str = "action", extra_texts: tuple[str, ...] = ()) -> list[str]:
+def _corpus(adapter: VLMAdapter, answer: str = "action", extra_texts: tuple[str, ...] = (),
+            signed: bool = False) -> list[str]:
     texts = [*adapter.template_texts] + [instruction(s) for s in CORPUS_SHAPES]
     if answer == "contact_action" or extra_texts:  # only then: the action-only vocabulary stays what
         texts += contact_corpus()                   # earlier runs used
     texts += list(extra_texts)  # e.g. the pretraining corpus's questions and answers
     grid = range(-160, 161, 7)  # covers every sign, digit count and separator of the answers
     texts += [
-        encode_action((a / 100, b / 100, c / 100))
+        encode_action((a / 100, b / 100, c / 100), signed=signed)
         for a, b, c in itertools.product(grid, grid[::5], grid[::5])
     ]
     return texts
 
 
 def train_tiny_tokenizer(vocab_size: int = 512, adapter: VLMAdapter | None = None,
-                         answer: str = "action", extra_texts: tuple[str, ...] = ()) -> PreTrainedTokenizerFast:
+                         answer: str = "action", extra_texts: tuple[str, ...] = (),
+                         signed: bool = False) -> PreTrainedTokenizerFast:
     adapter = adapter or adapter_for()
     specials = list(adapter.special_tokens)
     tok = Tokenizer(models.BPE(unk_token=None))
@@ -49,7 +51,7 @@ def train_tiny_tokenizer(vocab_size: int = 512, adapter: VLMAdapter | None = Non
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_corpus(adapter, answer, tuple(extra_texts)), trainer=trainer)
+    tok.train_from_iterator(_corpus(adapter, answer, tuple(extra_texts), signed), trainer=trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token=adapter.end_token,
