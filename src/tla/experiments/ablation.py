@@ -408,8 +408,12 @@ def write_report(out: Path, res: dict) -> Path:
         "top beam, as the paper does. `contact reasoning`: the target text states the contact the simulator "
         "reports (rim side, the pad pressing harder, the twist) before the action; `constrained decoding`: beam "
         "search restricted to answers of the grammar (evaluation only), so no answer can fail to parse. "
+        "`signed answer`: a '+' before every positive number of the target text, so each axis's direction is "
+        "one token; `action aux loss`: while training, a linear head on the language model's state before "
+        "the answer regresses the action, its smooth L1 loss weighted 0.3 and added to the text's (dropped "
+        "when saved: the policy acts on its text alone). "
         "`(tiny preset)` marks what `make demo` trains. Nothing was tuned on "
-        "sp_test (the decoding was chosen on the validation episodes of sp_train).",
+        "sp_test (the decoding and the auxiliary weight were chosen on the validation episodes of sp_train).",
         *([] if not cfg.get("base") else [
             "",
             f"`pretrained base`: the tiny Qwen2-VL that `tla pretrain` trained on the tactile-language corpus "
