@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from scaffold import BC_SMALL
 
 from tla.sim.observation import ObservationSpec, check_same_spec
@@ -47,6 +48,16 @@ def test_a_run_records_its_spec_and_sensor_and_needs_no_dataset(trained, tmp_pat
     assert record["sim_config"] == info["sim_config"]
     policy = load_policy(run)
     assert policy.observation_spec == ObservationSpec(96, 128, "marker_flow")
+    # loaded for inference: batch norm reads its running statistics in any forward pass, and keeps them
+    assert not any(m.training for m in policy.model.modules())
+    stats = {k: v.clone() for k, v in policy.model.state_dict().items() if "running" in k}
+    obs = np.random.default_rng(0).integers(0, 256, (3, 8, 96, 128, 3), dtype=np.uint8)
+    from tla.policies.frames import preprocess
+
+    x = preprocess(torch.as_tensor(obs), policy.config.image_size, policy.config.input_format)
+    one = policy.model(x[:1]).detach()
+    torch.testing.assert_close(policy.model(x)[:1].detach(), one)  # the batch does not change its action
+    assert stats and all(torch.equal(v, policy.model.state_dict()[k]) for k, v in stats.items())
     assert load_policy(run / "checkpoints" / "last").observation_spec == policy.observation_spec
 
     # the dataset moves away: closed-loop trials still render the sensor the run was trained on

@@ -110,6 +110,9 @@ def load_policy(run_dir: str | Path, decode: str | None = None, constrained: boo
     turns the grammar-constrained beam search (`generate.constrained`) on or off."""
     policy = policy_class(policy_name(run_dir)).load(policy_dir(run_dir))
     policy.observation_spec, policy.sim_config = trained_on(run_dir)
+    model = getattr(policy, "model", None)
+    if model is not None:  # inference mode, as from_pretrained gives: BC's batch norm would otherwise use and
+        model.eval()       # update batch statistics in a user's own forward passes (the trainer sets train())
     for option, value in (("decode", decode), ("constrained", constrained)):
         if value is not None and getattr(policy, "name", "") != "tla":
             raise ValueError(f"{option}={value!r} applies to TLA runs only; {run_dir} is a {policy.name} run")
