@@ -65,15 +65,20 @@ def ridge_probe(f_train, y_train, f_test, y_test, seed: int = 0) -> dict:
         x = a[rows]
         return np.linalg.solve(x.T @ x + lam * np.eye(x.shape[1]), x.T @ y_train[rows])
 
-    def score(w, x, y):
-        return direction_correct(x @ w, y, GoalTolerance()).mean(0)
+    def direction(w, x, y):
+        return direction_correct(x @ w, y, GoalTolerance()).mean()
 
-    lam = max(RIDGE, key=lambda r: score(solve(fit, r), a[pick], y_train[pick]).mean())
-    w = solve(np.arange(len(a)), lam)
-    pred = b @ w
-    return {"direction_x_y_rz": [round(100 * float(v), 1) for v in score(w, b, y_test)],
-            "l1_x_y_rz": [round(float(v), 3) for v in np.abs(pred - y_test).mean(0)], "ridge": lam,
-            "dim": int(f_train.shape[1])}
+    lam = max(RIDGE, key=lambda r: direction(solve(fit, r), a[pick], y_train[pick]))
+    return {**scores(b @ solve(np.arange(len(a)), lam), y_test), "ridge": lam, "dim": int(f_train.shape[1])}
+
+
+def scores(actions, labels) -> dict:
+    """Direction accuracy (%) and L1 per axis of `actions` against `labels`, both (N, 3)."""
+    from tla.eval.offline import GoalTolerance, direction_correct
+
+    right = direction_correct(actions, labels, GoalTolerance()).mean(0)
+    return {"direction_x_y_rz": [round(100 * float(v), 1) for v in right],
+            "l1_x_y_rz": [round(float(v), 3) for v in np.abs(actions - labels).mean(0)]}
 
 
 def main() -> None:
@@ -85,7 +90,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from tla.data.dataset import TactileDataset
-    from tla.eval.offline import GoalTolerance, direction_correct, training_record, validation_indices
+    from tla.eval.offline import training_record, validation_indices
     from tla.policies.base import batch_for, policy_modality
     from tla.policies.registry import load_policy, policy_name
     from tla.train.trainer import split_train_val
@@ -93,8 +98,7 @@ def main() -> None:
     torch.set_num_threads(1)
     record = training_record(args.run)
     split, held_out = validation_indices(args.run, args.data)
-    policy = load_policy(args.run)
-    policy.model.eval()  # BC's batch norm must use its running statistics (and not update them)
+    policy = load_policy(args.run)  # in inference mode: BC's batch norm reads its running statistics
     kind = policy_name(args.run)
     ds = TactileDataset(args.data, split, modality=policy_modality(policy))
     train_idx, _ = split_train_val(ds, record["train"]["val_fraction"], record["train"]["seed"])
@@ -107,9 +111,7 @@ def main() -> None:
     result = {name: ridge_probe(f_train[name], y_train, f_val[name], y_val, args.seed) for name in f_train}
     answers = policy.predict(batch_for(policy, np.stack([it["frames"] for it in val_items]),
                                        [it["shape"] for it in val_items])).actions
-    result["answers"] = {
-        "direction_x_y_rz": [round(100 * float(v), 1) for v in direction_correct(answers, y_val, GoalTolerance()).mean(0)],
-        "l1_x_y_rz": [round(float(v), 3) for v in np.abs(answers - y_val).mean(0)]}
+    result["answers"] = scores(answers, y_val)
     print(json.dumps({"run": str(args.run), "policy": kind, "validation_samples": len(val_items),
                       "train_samples": len(train_items), **result}, indent=2))
 

@@ -71,7 +71,8 @@ DPO = ()
 # auxiliary action loss on the answer-start state (weight 0.3: chosen on sp_train's validation episodes, seed 0,
 # from 0.3 and 1.0)
 SIGNED = (*FLOW_TABLE, "signed_answer=true")
-AUX = (*FLOW_TABLE, "action_aux_weight=0.3")
+AUX_WEIGHT = "action_aux_weight=0.3"
+AUX = (*FLOW_TABLE, AUX_WEIGHT)
 VARIANTS: dict[str, Variant] = {
     "SP-TLA paper input (rgb)": Variant("tla", "tla_paper_input", RGB_PAPER, "top"),
     "SP-TLA paper input + mean of beams": Variant("tla", "tla_paper_input", RGB_PAPER, "mean"),
@@ -112,7 +113,7 @@ VARIANTS: dict[str, Variant] = {
     "SP-TLA tiny preset + signed answer": Variant("tla", "tla_flow_table_signed", SIGNED, "mean"),
     "SP-TLA tiny preset + action aux loss": Variant("tla", "tla_flow_table_aux", AUX, "mean"),
     "SP-TLA tiny preset + signed answer + action aux loss": Variant(
-        "tla", "tla_flow_table_signed_aux", (*SIGNED, "action_aux_weight=0.3"), "mean"),
+        "tla", "tla_flow_table_signed_aux", (*SIGNED, AUX_WEIGHT), "mean"),
     "BC rgb": Variant("bc", "bc", ("modality=rgb",), None),
     "BC marker flow (tiny preset)": Variant("bc", "bc_flow", ("modality=marker_flow",), None),
 }

@@ -93,7 +93,7 @@ class TLAConfig:
     # write '+' before positive numbers ('[-45, +30, 0]'): each axis's first answer token is then its direction
     # ('-', '+' or '0'), one token each, instead of '-', '0' or one of nine leading digits. Not the paper's text.
     signed_answer: bool = False
-    # weight of an auxiliary loss during training only (tla.policies.tla.aux): a linear head regresses the
+    # weight of an auxiliary loss during training only (tla.policies.tla.action_aux): a linear head regresses the
     # action from the language model's last hidden state before the answer (smooth L1, actions over the label
     # caps). The head is dropped when the policy is saved; the policy still acts only through its text.
     action_aux_weight: float = 0.0

@@ -62,7 +62,7 @@ class TLAPolicy(TrainablePolicy):
         self.aux_head = None
         if cfg.action_aux_weight > 0:  # training only, dropped when saved (action_aux.py); made last, so
             # every other weight starts as it would without it
-            self.aux_head = ActionAuxHead(_text_hidden_size(model)).to(self.device)
+            self.aux_head = ActionAuxHead(self.adapter.text_hidden_size(model)).to(self.device)
             self.model.add_module(HEAD_ATTR, self.aux_head)  # trains and checkpoints with the model
         if cfg.model.gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
@@ -238,38 +238,16 @@ class TLAPolicy(TrainablePolicy):
         self.processor.save(d / "processor")
         # lora: the adapter only (the base is model.path, or the seeded tiny backbone); full: every weight.
         # The position table goes to its own file: the model folder stays a stock Qwen2-VL checkpoint.
-        with self._without_position_table(), self._without_aux_head():
+        # Neither the position table nor the auxiliary head is part of the checkpoint (the table's hook keeps
+        # working while it is unregistered; the head only shapes training).
+        table = _unregistered(self.adapter.vision_tower(self.model), VISION_ATTR, self.position_table)
+        with table, _unregistered(self.model, HEAD_ATTR, self.aux_head):
             self.model.save_pretrained(d / ("adapter" if self.cfg.model.train_mode == "lora" else "model"))
         if self.position_table is not None:
             from safetensors.torch import save_file
 
             save_file({"weight": self.position_table.weight.detach().cpu().contiguous()},
                       d / POSITION_TABLE_FILE)
-
-    @contextlib.contextmanager
-    def _without_position_table(self):
-        """Unregister the table from the vision tower while saving (its hook keeps working meanwhile)."""
-        if self.position_table is None:
-            yield
-            return
-        visual = self.adapter.vision_tower(self.model)
-        delattr(visual, VISION_ATTR)
-        try:
-            yield
-        finally:
-            visual.add_module(VISION_ATTR, self.position_table)
-
-    @contextlib.contextmanager
-    def _without_aux_head(self):
-        """The auxiliary head is not part of the saved policy (it only shapes training)."""
-        if self.aux_head is None:
-            yield
-            return
-        delattr(self.model, HEAD_ATTR)
-        try:
-            yield
-        finally:
-            self.model.add_module(HEAD_ATTR, self.aux_head)
 
     @classmethod
     def load(cls, directory: str | Path) -> TLAPolicy:
@@ -328,9 +306,18 @@ def mean_action(actions: np.ndarray, log_probs: np.ndarray) -> np.ndarray:
     return mean
 
 
-def _text_hidden_size(model) -> int:
-    config = model.config
-    return int(getattr(getattr(config, "text_config", None), "hidden_size", None) or config.hidden_size)
+@contextlib.contextmanager
+def _unregistered(parent: torch.nn.Module, name: str, module: torch.nn.Module | None):
+    """`module` (registered on `parent` as `name`) taken out of `parent` for the block, then put back; nothing
+    when `module` is None."""
+    if module is None:
+        yield
+        return
+    delattr(parent, name)
+    try:
+        yield
+    finally:
+        parent.add_module(name, module)
 
 
 def _new_tokenizer(cfg: TLAConfig):

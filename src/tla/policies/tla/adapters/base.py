@@ -123,6 +123,12 @@ class VLMAdapter:
         dim; the position table hooks its output."""
         raise NotImplementedError
 
+    def text_hidden_size(self, model) -> int:
+        """Width of the language model's hidden states (Hugging Face configs: `text_config.hidden_size` for
+        the VLMs that nest it, else `hidden_size`)."""
+        config = model.config
+        return int(getattr(getattr(config, "text_config", None), "hidden_size", None) or config.hidden_size)
+
     def speed_up(self, model) -> None:
         """Optional faster forms of modules that keep weights and results (to float rounding)."""
 
