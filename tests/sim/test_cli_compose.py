@@ -78,6 +78,13 @@ def test_sim_episodes_runs_the_oracle_through_the_evaluator(tmp_path):
                                  "--clearances", "2.0", "--out", str(tmp_path)])
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "summary.json").read_text())[0]["success"] == 1.0
+    # --no-fallback: the paper's labels alone stall on the round peg (they are zero inside the +-c/2 box)
+    r = CliRunner().invoke(app, ["sim", "episodes", "--episodes", "3", "--no-observe", "--no-fallback", "--shapes",
+                                 "round", "--clearances", "2.0", "--workers", "1", "--out", str(tmp_path / "nf")])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "nf" / "summary.json").read_text())[0]["success"] == 0.0
+    assert json.loads((tmp_path / "nf" / "run.json").read_text())["config"]["policy"] == "paper labels only (no fallback)"
+    assert json.loads((tmp_path / "run.json").read_text())["config"]["policy"] == "oracle"
     sim_dir = pathlib.Path(__import__("tla.sim", fromlist=["x"]).__file__).parent
     for path in sim_dir.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):

@@ -92,10 +92,16 @@ def oracle_episodes(
     seed: int = typer.Option(0),
     workers: int = typer.Option(2),
     observe: bool = typer.Option(True, help="render tactile frames (off: geometry only, much faster)"),
+    fallback: bool = typer.Option(True, help="when the paper's label is zero on every axis but the attempt "
+                                  "failed, move toward zero error (off: the paper's labels alone, the ceiling of "
+                                  "a policy that imitates them exactly)"),
     out: Path = typer.Option(None, help="folder for records.jsonl and summary.json"),
 ):
     """Closed-loop episodes of the oracle (label) policy; prints success, Wilson CI and mean steps.
     (Registered as `tla sim episodes` by tla.cli: it needs the evaluator, which sits above the simulator.)"""
+    import functools
+    from dataclasses import asdict
+
     from tla.eval.closed_loop import run_closed_loop, save_results, summarize
     from tla.policies.oracle import OraclePolicy
     from tla.runinfo import write_run_metadata
@@ -104,8 +110,11 @@ def oracle_episodes(
 
     shape_list = [_shape(s.strip()) for s in shapes.split(",") if s.strip()]
     clearance_list = [float(c) for c in clearances.split(",") if c.strip()]
-    recs = run_closed_loop(OraclePolicy, shape_list, clearance_list, n, base_seed=seed, workers=workers, observe=observe)
+    policy = OraclePolicy if fallback else functools.partial(OraclePolicy, fallback=False)  # picklable factory
+    recs = run_closed_loop(policy, shape_list, clearance_list, n, base_seed=seed, workers=workers, observe=observe)
     rows = save_results(recs, out) if out else summarize(recs)
-    print_summary(rows, f"oracle policy, {n} episodes per condition")
-    if out:
-        write_run_metadata(out, SimConfig(), seed)
+    print_summary(rows, f"oracle policy{'' if fallback else ' without fallback (paper labels only)'}, "
+                        f"{n} episodes per condition")
+    if out:  # the policy is part of the result: a labels-only run is not the oracle's
+        write_run_metadata(out, {"policy": "oracle" if fallback else "paper labels only (no fallback)",
+                                 "sim": asdict(SimConfig())}, seed)

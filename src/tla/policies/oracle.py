@@ -4,7 +4,9 @@ With the paper's labels (eq. 1-3) a peg whose error is inside the +-c/2 box on e
 action. For the square that box is inside the real tolerance region, but a round, triangular or
 hexagonal peg can still collide there (its tolerance region is not the box). When the paper label is
 zero on every axis yet the attempt failed, the oracle falls back to the "center" label (toward zero
-error, same caps), so it never stalls.
+error, same caps), so it never stalls. `fallback=False` applies the paper's label alone: what a policy
+that reproduced its training labels exactly would do, so its closed loop is the ceiling of pure imitation
+(it stalls wherever a non-square peg collides inside the box).
 
 It reads the privileged features `state.error` and `state.clearance` (`tla.policies.base.PRIVILEGED`) and the
 peg shape, no observation: only the simulator's closed loop can run it (`batch_for` passes it the true state),
@@ -28,14 +30,15 @@ class OraclePolicy:
     name = "oracle"
     input_features = (SHAPE, ERROR, CLEARANCE)
 
-    def __init__(self, labels: LabelConfig = LabelConfig(), stall_tol: float = 1e-6):
+    def __init__(self, labels: LabelConfig = LabelConfig(), stall_tol: float = 1e-6, fallback: bool = True):
         self.labels = labels
         self.center = replace(labels, mode="center")
         self.stall_tol = stall_tol
+        self.fallback = fallback
 
     def act(self, error, clearance: float) -> np.ndarray:
         a = action_label(error, clearance, self.labels)
-        if np.all(np.abs(a) <= self.stall_tol):
+        if self.fallback and np.all(np.abs(a) <= self.stall_tol):
             a = action_label(error, clearance, self.center)
         return a
 
