@@ -131,13 +131,11 @@ def test_paper_labels_alone_stall_where_a_round_peg_collides_inside_the_box():
 def test_imitating_the_paper_labels_exactly_fails_most_unseen_peg_episodes():
     """The ceiling of a policy that reproduces its labels: on the square the labels alone are the oracle
     (the box is the square's tolerance region), on the round and hexagonal pegs they stall in most episodes
-    (100 episodes, 2.0 mm, geometry only; measured: round 3%, hexagon 24%)."""
+    (100 episodes, 2.0 mm, geometry only; measured: round 3%, hexagon 24%), where the oracle inserts every
+    episode (test_oracle_inserts_every_shape_and_clearance)."""
     labels_only = functools.partial(OraclePolicy, fallback=False)
-    a = summarize(run_closed_loop(labels_only, ["square", "round", "hexagon"], [2.0], 100, observe=False,
-                                  progress=False))
-    b = summarize(run_closed_loop(OraclePolicy, ["square", "round", "hexagon"], [2.0], 100, observe=False,
-                                  progress=False))
-    rate = {(r["shape"], name): r["success"] for name, rows in (("labels", a), ("oracle", b)) for r in rows}
-    assert rate[("square", "labels")] == rate[("square", "oracle")] == 1.0
-    assert rate[("round", "labels")] <= 0.1 and rate[("hexagon", "labels")] < 0.5
-    assert rate[("round", "oracle")] == rate[("hexagon", "oracle")] == 1.0
+    rows = summarize(run_closed_loop(labels_only, ["square", "round", "hexagon"], [2.0], 100, observe=False,
+                                     progress=False))
+    rate = {r["shape"]: r["success"] for r in rows}
+    assert rate["square"] == 1.0
+    assert rate["round"] <= 0.1 and rate["hexagon"] < 0.5
