@@ -44,6 +44,9 @@ def train_and_score(job: tuple) -> dict:
     """One run (policy, data, steps, seed) trained or resumed in OUT/runs/NAME, scored on the dev set."""
     policy, data, dev, steps, seed, run = job
     os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)  # one run per core, also when torch was loaded before the fork
     from tla.eval.offline import evaluate_offline
     from tla.train.cli import train_run
 
