@@ -20,12 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-STAY_MM = 0.1  # the goal tolerance beyond c/2 (tla.eval.offline.GoalTolerance.eta)
-
 
 def breakdown(records: list[dict], rz_cap: float) -> dict:
     """Failure statistics of one condition's episode records (see the module docstring)."""
+    from tla.eval.offline import GoalTolerance
     from tla.sim.labels import action_label
+
+    stay_mm = GoalTolerance().eta  # a move this small counts as staying put, as in the offline metrics
 
     fails = [r for r in records if not r["success"]]
     out = {"episodes": len(records), "success": (len(records) - len(fails)) / max(len(records), 1),
@@ -41,8 +42,8 @@ def breakdown(records: list[dict], rz_cap: float) -> dict:
     labels = action_label(errors, clearance)
     moves = np.abs(labels[:, :2]) > 1e-9  # (steps, 2) the label moves this axis
     size = np.abs(actions[:, :2])
-    wrong = (np.sign(actions[:, :2]) != np.sign(labels[:, :2])) & (size > STAY_MM)
-    stay = size <= STAY_MM
+    wrong = (np.sign(actions[:, :2]) != np.sign(labels[:, :2])) & (size > stay_mm)
+    stay = size <= stay_mm
     out.update({
         "failed_end_outside_box": int((np.abs(end[:, :2]) > clearance / 2).any(axis=1).sum()),
         "failed_start_distance_mm_median": float(np.median(np.hypot(start[:, 0], start[:, 1]))),

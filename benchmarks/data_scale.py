@@ -48,12 +48,13 @@ def train_and_score(job: tuple) -> dict:
 
     torch.set_num_threads(1)  # one run per core, also when torch was loaded before the fork
     from tla.eval.offline import evaluate_offline
+    from tla.policies.registry import seed_overrides
     from tla.train.cli import train_run
 
-    seeded = [f"model.seed={seed}" if policy == "tla" else f"seed={seed}", f"train.seed={seed}"]
     if not (run / "policy").exists():
         summary = train_run(data=data, out=run, policy=policy, split="sp_train", preset="tiny", max_steps=steps,
-                            resume=(run / "checkpoints" / "last").exists(), overwrite=True, overrides=seeded)
+                            resume=(run / "checkpoints" / "last").exists(), overwrite=True,
+                            overrides=seed_overrides(policy, seed))
         seconds = summary.get("elapsed_s")
     else:
         seconds = None  # trained by an earlier invocation

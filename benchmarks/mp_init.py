@@ -33,9 +33,10 @@ METRICS = ("direction_x", "direction_y", "direction_rz", "gcr")
 def run_spec(policy: str, kind: str, seed: int) -> tuple[str, int, list[str], str | None]:
     """(split, steps, overrides, source run name) of one run, as `tla reproduce --preset tiny` trains it."""
     from tla.experiments.reproduce import PRESETS
+    from tla.policies.registry import seed_overrides
 
     tiny = PRESETS["tiny"]
-    seeded = [f"model.seed={seed}" if policy == "tla" else f"seed={seed}", f"train.seed={seed}"]
+    seeded = seed_overrides(policy, seed)
     if kind == "sp":
         return "sp_train", tiny.steps_for(policy), seeded, None
     if kind == "mp_scratch":  # the paper's recipe; the steps tla reproduce gave MP-TLA before --mp-init

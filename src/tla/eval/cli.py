@@ -110,7 +110,7 @@ def oracle_episodes(
 
     shape_list = [_shape(s.strip()) for s in shapes.split(",") if s.strip()]
     clearance_list = [float(c) for c in clearances.split(",") if c.strip()]
-    policy = OraclePolicy if fallback else functools.partial(OraclePolicy, fallback=False)  # picklable factory
+    policy = functools.partial(OraclePolicy, fallback=fallback)  # a picklable factory for the workers
     recs = run_closed_loop(policy, shape_list, clearance_list, n, base_seed=seed, workers=workers, observe=observe)
     rows = save_results(recs, out) if out else summarize(recs)
     print_summary(rows, f"oracle policy{'' if fallback else ' without fallback (paper labels only)'}, "

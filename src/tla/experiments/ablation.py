@@ -29,6 +29,7 @@ from rich.console import Console
 
 from tla.eval.determinism import dumps as strict_dumps
 from tla.experiments.reproduce import PRESETS, Stages
+from tla.policies.registry import seed_overrides
 from tla.pretrain.model import BASE_INPUT
 from tla.runinfo import describe_hardware, hardware, run_metadata
 
@@ -207,10 +208,9 @@ def ablation_run(cfg: AblationConfig, v: str, seed: int) -> AblationRun:
             raise ValueError(f"the row {v!r} fine-tunes a pretrained base: pass --base OUT/model "
                              "(the model folder of `tla pretrain --out OUT`)")
         ov = tuple(o.replace("{base}", str(Path(cfg.base).resolve())) for o in ov)
-    seeds = [f"model.seed={seed}"] if policy == "tla" else [f"seed={seed}"]
     suffix = ("_mean" if decode == "mean" else "") + ("_constrained" if constrained else "")
     return AblationRun(f"{stem}_s{seed}", f"{stem}{suffix}_s{seed}", v, policy, seed,
-                       (*ov, *seeds, f"train.seed={seed}"), decode, constrained)
+                       (*ov, *seed_overrides(policy, seed)), decode, constrained)
 
 
 # Which runs exist (seeds, variants) may grow between invocations: a run's result depends only on its own key

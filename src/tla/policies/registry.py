@@ -56,6 +56,12 @@ def build_policy(name: str, preset: str = "tiny", overrides: list[str] | None = 
     return cls(preset_config(name, preset, overrides))
 
 
+def seed_overrides(name: str, seed: int) -> list[str]:
+    """The overrides that seed a training run of policy `name`: its weight initialisation (the TLA's config
+    keeps it under `model.`, the others at the top) and the trainer's data order."""
+    return [f"model.seed={seed}" if name == "tla" else f"seed={seed}", f"train.seed={seed}"]
+
+
 def policy_config(policy) -> dict | None:
     """The policy's resolved config as a dict (for the run's config.json)."""
     cfg = getattr(policy, "cfg", None) or getattr(policy, "config", None)
