@@ -60,10 +60,17 @@ def _check_tables(out: Path) -> None:
                and all(r["episodes"] == 2 for r in rows) for rows in results["robustness"].values())
     assert all([r["clearance"] for r in rows] == [2.0, 1.0] for rows in results["hard"].values())
     hard = [json.loads(line) for line in (out / "closed_loop" / "hard" / "sp_tla" / "records.jsonl").open()]
-    assert all(r["attempts"] <= 5 and r["condition"] == "hard" for r in hard)
+    assert all(r["attempts"] <= 3 and r["condition"] == "hard" for r in hard)
     conditions = json.loads((out / "closed_loop" / "robustness" / "sp_tla" / "conditions.json").read_text())
     assert conditions["actuation"]["perturb"]["action_std"] == [0.2, 0.2, 0.5]
     assert "2 per knob in the robustness table, 2 per clearance in the hard protocol" in report
+    # the smoke preset's attempt budget (3, not the paper's 15) is applied to every table and said in the report
+    assert "(up to 3 attempts; **the paper allows 15**)" in report
+    assert "at most 3 attempts (the paper's protocol: 15)" in report
+    for table in ("table3/sp_tla", "table4/mp_tla", "table3/oracle", "robustness/bc_sp"):
+        recs = [json.loads(line) for line in (out / "closed_loop" / table / "records.jsonl").open()]
+        assert recs and all(r["attempts"] <= 3 for r in recs), table
+        assert all(r["attempts"] == 3 for r in recs if not r["success"]), table
     assert "## Inputs and training budgets" in report and set(results["budgets"]) == {
         "bc_sp", "dp_sp", "sp_tla", "bc_mp", "dp_mp", "mp_tla"}
     # what each model reads is in the report, departures from the paper's input in bold

@@ -33,6 +33,25 @@ def test_hard_protocol_truncates_at_the_configured_attempts():
         assert rows[0]["condition"] == HARD and rows[0]["episodes"] == 6
 
 
+def test_an_attempt_budget_truncates_every_robustness_condition_and_nothing_else_changes():
+    """`max_attempts` (tla eval closed-loop --max-attempts, the smoke reproduce preset) replaces only the
+    attempts per episode, and the knobs built on it keep it."""
+    import pytest
+
+    from tla.eval.closed_loop import with_max_attempts
+
+    base = SimConfig()
+    assert with_max_attempts(base, None) is base
+    budget = with_max_attempts(base, 3)
+    assert budget.max_attempts == 3 and replace(budget, max_attempts=base.max_attempts) == base
+    configs = robust_configs(budget)
+    recs = run_closed_loop(Zero, ["square"], [2.0], 2, observe=False, progress=False, conditions=configs)
+    assert len(recs) == 2 * len(configs)
+    assert all(r.attempts == 3 and r.steps == 2 and not r.success for r in recs)
+    with pytest.raises(ValueError, match="max_attempts must be >= 1"):
+        with_max_attempts(base, 0)
+
+
 def test_hard_protocol_reaches_the_caps_and_adds_actuation_noise():
     base = SimConfig()
     cfg = hard_sim_config(base, 5)

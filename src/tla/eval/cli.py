@@ -72,13 +72,16 @@ def closed_loop(
                                   "(default: the run's generate.decode)"),
     constrained: bool = typer.Option(None, "--constrained/--unconstrained", help="TLA runs: beam search "
                                      "restricted to the answer grammar or free (default: the run's)"),
+    max_attempts: int = typer.Option(None, min=1, help="attempts per episode (default: the simulator "
+                                     "config's, the paper's 15)"),
 ):
     """Tables III/IV: success within the attempt budget (Wilson 95% CI) and mean steps."""
     from tla.eval.closed_loop import evaluate_closed_loop
     from tla.sim.cli import print_summary
 
     rows = evaluate_closed_loop(run, _csv(clearances, float), _csv(shapes), episodes, out, seed, workers, data,
-                                progress=not json_out, decode=decode, constrained=constrained)
+                                progress=not json_out, decode=decode, constrained=constrained,
+                                max_attempts=max_attempts)
     if json_out:
         print(json.dumps(rows))
     else:

@@ -12,7 +12,7 @@ import json
 import multiprocessing
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -140,6 +140,15 @@ def summarize(records: list[EpisodeRecord]) -> list[dict]:
     return rows
 
 
+def with_max_attempts(cfg: SimConfig, max_attempts: int | None) -> SimConfig:
+    """`cfg` with `max_attempts` attempts per episode (None: unchanged); the run metadata records it."""
+    if max_attempts is None:
+        return cfg
+    if int(max_attempts) < 1:
+        raise ValueError(f"max_attempts must be >= 1 (the episode's first attempt), got {max_attempts}")
+    return replace(cfg, max_attempts=int(max_attempts))
+
+
 def run_sim_config(run: Path, data: Path | None):
     """The simulator config for closed-loop trials of `run`: the explicit --data's (the sensor must match the
     observation spec the policy was trained on), else the one the run recorded beside its weights
@@ -169,10 +178,11 @@ def run_sim_config(run: Path, data: Path | None):
 
 def evaluate_closed_loop(run, clearances: list[float], shapes: list[str], episodes: int, out, seed: int = 0,
                          workers: int = 2, data=None, progress: bool = True, decode: str | None = None,
-                         constrained: bool | None = None) -> list[dict]:
+                         constrained: bool | None = None, max_attempts: int | None = None) -> list[dict]:
     """Closed-loop trials of the trained `run` on the sensor it was trained on (see run_sim_config): writes
     out/{records.jsonl, summary.json, trajectories.png, run metadata}; returns the summary rows. `decode`,
-    `constrained` (TLA runs only): act by this `generate.decode` / `generate.constrained` instead of the run's."""
+    `constrained` (TLA runs only): act by this `generate.decode` / `generate.constrained`, not the run's.
+    `max_attempts`: attempts per episode instead of the simulator config's (the paper's 15)."""
     import functools
 
     from tla.eval.figures import trajectory_plot
@@ -182,7 +192,7 @@ def evaluate_closed_loop(run, clearances: list[float], shapes: list[str], episod
     run, out = Path(run), Path(out)
     if decode is not None or constrained is not None:  # a bad request fails here, before any worker starts
         load_policy(str(run), decode, constrained)
-    sim_cfg = run_sim_config(run, Path(data) if data is not None else None)
+    sim_cfg = with_max_attempts(run_sim_config(run, Path(data) if data is not None else None), max_attempts)
     factory = functools.partial(load_policy, str(run), decode, constrained)
     recs = run_closed_loop(factory, list(shapes), [float(c) for c in clearances], episodes, base_seed=seed,
                            sim_cfg=sim_cfg, workers=workers, progress=progress)

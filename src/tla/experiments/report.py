@@ -108,15 +108,22 @@ def _ours_cell(row: dict | None) -> str:
     return f"{_pct(row['success'])} [{_pct(row['ci_low'])}, {_pct(row['ci_high'])}] / {steps}"
 
 
+def paper_attempts(proto: dict) -> int:
+    """The paper's attempts per episode (older folders record only the attempts used: the paper's)."""
+    return proto["paper"].get("paper_max_attempts", proto["paper"]["max_attempts"])
+
+
 def protocol_lines(res: dict) -> list[str]:
     """How many episodes each closed-loop table ran, under which seeds and conditions."""
     p, proto = res["preset"], res.get("protocols")
     if not proto:
         return []
     rob, hard = proto["robustness"], proto["hard"]
+    attempts, paper = proto["paper"]["max_attempts"], paper_attempts(proto)
+    budget = f"up to {attempts} attempts" + ("" if attempts == paper else f"; **the paper allows {paper}**")
     return [
         f"Closed-loop episodes (preset `{p['name']}`, seed {proto['seed']}): {proto['paper']['episodes']} per "
-        f"condition in Tables III and IV (up to {proto['paper']['max_attempts']} attempts), {rob['episodes']} per "
+        f"condition in Tables III and IV ({budget}), {rob['episodes']} per "
         f"knob in the robustness table, {hard['episodes']} per clearance in the hard protocol. Episode seeds: "
         f"{proto['episode_seeds']} (seed {proto['seed']}: {', '.join(map(str, proto['first_seeds']))}, ...).",
         "",
@@ -161,7 +168,7 @@ def hard_section(res: dict) -> list[str]:
     sx, sy, srz = h["action_std"]
     lines = ["## Hard protocol — closed loop, fewer attempts, larger errors, actuation noise", "",
              f"{h['shape']} peg; at most {h['max_attempts']} attempts (the paper's protocol: "
-             f"{proto['paper']['max_attempts']}); start errors uniform in +-{ex:g} mm, +-{ey:g} mm, +-{erz:g} deg "
+             f"{paper_attempts(proto)}); start errors uniform in +-{ex:g} mm, +-{ey:g} mm, +-{erz:g} deg "
              f"(what {h['max_attempts'] - 1} capped actions can undo); every executed action perturbed by "
              f"N(0, {sx:g} mm / {sy:g} mm / {srz:g} deg); {h['episodes']} episodes per clearance. Meant so that a policy that "
              "is merely right more often than not no longer reaches ~100%. Cells: success % [Wilson 95% CI] / mean steps.",

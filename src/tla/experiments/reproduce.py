@@ -48,6 +48,8 @@ class ReproducePreset:
     episodes: int = 50  # closed-loop episodes per condition (the paper's 50)
     robust_episodes: int = 50  # closed-loop episodes per robustness knob (tables.ROBUSTNESS)
     hard_episodes: int = 50  # closed-loop episodes per clearance of the hard protocol
+    # attempts per episode in Tables III, IV and the robustness table; None: the paper's (SimConfig)
+    max_attempts: int | None = None
     hard_attempts: int = 5  # attempts allowed in the hard protocol (the paper's protocol: SimConfig.max_attempts)
     hard_clearances: tuple[float, ...] = HARD_CLEARANCES  # square-peg clearances (mm) of the hard protocol
     workers: int = 2
@@ -67,8 +69,11 @@ class ReproducePreset:
 
 
 PRESETS = {
-    # smoke splits hold a few dozen samples: small batches so every model gets whole batches
+    # smoke splits hold a few dozen samples: small batches so every model gets whole batches. Its 4-step
+    # models never insert, so every episode runs to its last attempt: 3 attempts (2 actions), not 15, keep
+    # the pipeline check's closed loops (most of its time) short; the report states the attempts used.
     "smoke": ReproducePreset("smoke", "smoke", "tiny", max_steps=4, episodes=2, robust_episodes=2, hard_episodes=2,
+                             max_attempts=3, hard_attempts=3,
                              train_overrides=["train.batch_size=4", "train.val_fraction=0.1"], mp_init="sp"),
     # For `make demo` (aimed at <= 60 min with the install on 2 cores). All three models read the marker flow
     # at this preset; per step ~0.13 s BC and ~0.2 s DP at batch 32 (48 x 64 input), ~0.18 s tiny TLA at
@@ -167,18 +172,20 @@ def reproduce(preset: ReproducePreset, out: Path, data: Path | None = None) -> d
             stages.run(f"closed_loop_{table}_{key}", partial(
                 evaluate_closed_loop, run=out / "runs" / key, clearances=clearances, shapes=shapes,
                 episodes=preset.episodes, out=out / "closed_loop" / f"table{table[1]}" / key, seed=preset.seed,
-                workers=preset.workers, data=data, progress=False))
+                workers=preset.workers, data=data, progress=False, max_attempts=preset.max_attempts))
     for table, (_, clearances, shapes) in trials.items():  # the reference: same episode seeds, true errors
         stages.run(f"closed_loop_{table}_oracle", partial(
             oracle_closed_loop, out=out / "closed_loop" / f"table{table[1]}" / "oracle", data=data,
-            clearances=clearances, shapes=shapes, episodes=preset.episodes, seed=preset.seed, workers=preset.workers))
+            clearances=clearances, shapes=shapes, episodes=preset.episodes, seed=preset.seed,
+            workers=preset.workers, max_attempts=preset.max_attempts))
     # harder conditions (tla.experiments.robustness): each knob at one level, then the hard protocol; oracle last
     for key in (*ROBUST_MODELS, None):
         name = key or "oracle"
         stages.run(f"closed_loop_robust_{name}", partial(
             robustness_closed_loop, out=out / "closed_loop" / "robustness" / name, data=data,
             episodes=preset.robust_episodes, seed=preset.seed, workers=preset.workers,
-            run=out / "runs" / key if key else None, shape=ROBUST_SHAPE, clearance=ROBUST_CLEARANCE))
+            run=out / "runs" / key if key else None, shape=ROBUST_SHAPE, clearance=ROBUST_CLEARANCE,
+            max_attempts=preset.max_attempts))
     for key in (*HARD_MODELS, None):
         name = key or "oracle"
         stages.run(f"closed_loop_hard_{name}", partial(
@@ -210,6 +217,8 @@ def reproduce_settings(preset: ReproducePreset, data: Path) -> dict:
     import tla
 
     p = {k: v for k, v in asdict(preset).items() if k not in ("budget_notes", "workers")}
+    if p["max_attempts"] is None:  # the paper's attempts, as in folders written before the field existed
+        del p["max_attempts"]
     return json.loads(json.dumps({"preset": p, "data": str(Path(data).resolve()), "tla_version": tla.__version__}))
 
 
@@ -242,14 +251,14 @@ class ReproduceError(ValueError):
 
 
 def oracle_closed_loop(out: Path, data: Path, clearances: list[float], shapes: list[str], episodes: int, seed: int,
-                       workers: int) -> None:
+                       workers: int, max_attempts: int | None = None) -> None:
     """The oracle (true error -> label) on the same episode list as the models: the steps to compare with."""
     from tla.data.store import dataset_sim_config
-    from tla.eval.closed_loop import run_closed_loop, save_results
+    from tla.eval.closed_loop import run_closed_loop, save_results, with_max_attempts
     from tla.policies.oracle import OraclePolicy
     from tla.runinfo import write_run_metadata
 
-    sim_cfg = dataset_sim_config(data)
+    sim_cfg = with_max_attempts(dataset_sim_config(data), max_attempts)
     recs = run_closed_loop(OraclePolicy, list(shapes), [float(c) for c in clearances], episodes,
                            base_seed=seed, sim_cfg=sim_cfg, workers=workers, observe=False, progress=False)
     save_results(recs, out)
@@ -336,7 +345,8 @@ def protocols(preset: ReproducePreset) -> dict:
         "episode_seeds": "tla.eval.closed_loop.episode_seeds(seed, n): the first n words of SeedSequence(seed), "
                          "the same list for every model and condition",
         "first_seeds": episode_seeds(preset.seed, 3),
-        "paper": {"episodes": preset.episodes, "max_attempts": SimConfig().max_attempts},
+        "paper": {"episodes": preset.episodes, "paper_max_attempts": SimConfig().max_attempts,
+                  "max_attempts": preset.max_attempts or SimConfig().max_attempts},
         "robustness": {"episodes": preset.robust_episodes, "shape": ROBUST_SHAPE, "clearance": ROBUST_CLEARANCE,
                        "knobs": {k: {"label": label, "overrides": list(o)} for k, label, o in ROBUSTNESS}},
         "hard": {"episodes": preset.hard_episodes, "shape": HARD_SHAPE, "clearances": list(preset.hard_clearances),

@@ -67,10 +67,14 @@ def _trials(out: Path, run: Path | None, base: SimConfig, configs: dict[str, Sim
 
 
 def robustness_closed_loop(out, data, episodes: int, seed: int = 0, workers: int = 2, run=None,
-                           shape: str = "square", clearance: float = 2.0) -> list[dict]:
-    """Every robustness knob on (shape, clearance), `episodes` episodes each, in one worker pool."""
+                           shape: str = "square", clearance: float = 2.0,
+                           max_attempts: int | None = None) -> list[dict]:
+    """Every robustness knob on (shape, clearance), `episodes` episodes each, in one worker pool;
+    `max_attempts` replaces the simulator config's attempts per episode (None: unchanged)."""
+    from tla.eval.closed_loop import with_max_attempts
+
     run = Path(run) if run is not None else None
-    base = _base_config(run, Path(data))
+    base = with_max_attempts(_base_config(run, Path(data)), max_attempts)
     return _trials(out, run, base, robust_configs(base), [shape], [clearance], episodes, seed, workers)
 
 
