@@ -120,11 +120,11 @@ def protocol_lines(res: dict) -> list[str]:
         return []
     rob, hard = proto["robustness"], proto["hard"]
     attempts, paper = proto["paper"]["max_attempts"], paper_attempts(proto)
-    budget = f"up to {attempts} attempts" + ("" if attempts == paper else f"; **the paper allows {paper}**")
+    budget = f"up to {attempts} attempts each" + ("" if attempts == paper else f"; **the paper allows {paper}**")
     return [
         f"Closed-loop episodes (preset `{p['name']}`, seed {proto['seed']}): {proto['paper']['episodes']} per "
-        f"condition in Tables III and IV ({budget}), {rob['episodes']} per "
-        f"knob in the robustness table, {hard['episodes']} per clearance in the hard protocol. Episode seeds: "
+        f"condition in Tables III and IV and {rob['episodes']} per knob in the robustness table ({budget}), "
+        f"{hard['episodes']} per clearance in the hard protocol. Episode seeds: "
         f"{proto['episode_seeds']} (seed {proto['seed']}: {', '.join(map(str, proto['first_seeds']))}, ...).",
         "",
     ]
