@@ -17,7 +17,7 @@ two LoRA rows (top beam, mean of beams) on OUT/model, scored as the pretraining 
 folders' own reports name the rows "pretrained base", as `tla ablate` does for any --base. `--summary` writes
 OUT/untrained_base.json and OUT/report.md: the rows on the untrained base beside the same rows of the
 committed pretraining ablation (--compare). DATA: the tiny dataset (`tla data build --preset tiny`, seed 0).
-~40 min per seed on one core.
+~33 min for two seeds run as two jobs at once on 2 cores (a 2-core AMD EPYC).
 """
 
 from __future__ import annotations
