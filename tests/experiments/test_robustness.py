@@ -3,6 +3,7 @@
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from tla.config import to_dict
 from tla.eval.closed_loop import run_closed_loop, summarize
@@ -36,8 +37,6 @@ def test_hard_protocol_truncates_at_the_configured_attempts():
 def test_an_attempt_budget_truncates_every_robustness_condition_and_nothing_else_changes():
     """`max_attempts` (tla eval closed-loop --max-attempts, the smoke reproduce preset) replaces only the
     attempts per episode, and the knobs built on it keep it."""
-    import pytest
-
     from tla.eval.closed_loop import with_max_attempts
 
     base = SimConfig()
