@@ -26,8 +26,6 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-
 LORA_ROWS = ("SP-TLA pretrained base + LoRA (paper recipe)", "SP-TLA pretrained base + LoRA + mean of beams")
 OOD_SHAPES = ("round", "hexagon")
 SHOWN = ("direction_x", "direction_y", "direction_rz", "gcr", "success", "mean_steps", "ood_direction_x",
@@ -67,12 +65,10 @@ def summary(out: Path, seeds: list[int], compare: Path) -> dict:
             runs[row] += [r for r in res["rows"][row]["runs"] if r["seed"] == seed]
     theirs = json.loads(compare.read_text())["rows"]
 
+    from tla.experiments.ablation import seed_stats
+
     def stats(rs: list[dict]) -> dict:
-        cells = {}
-        for k in SHOWN:
-            v = np.array([r[k] for r in rs if r.get(k) is not None], dtype=float)
-            cells[k] = {"mean": float(v.mean()) if len(v) else None,
-                        "std": float(v.std(ddof=1)) if len(v) > 1 else None}
+        cells = {k: seed_stats(r.get(k) for r in rs) for k in SHOWN}
         return {"seeds": [r["seed"] for r in rs], "collapsed_runs": sum(bool(r["collapsed"]) for r in rs),
                 "distinct_answers": [r["distinct_answers"] for r in rs], **cells}
 
@@ -90,18 +86,15 @@ def summary(out: Path, seeds: list[int], compare: Path) -> dict:
     return result
 
 
-def _cell(c: dict, pct: bool = True) -> str:
-    if c["mean"] is None:
-        return "n/a"
-    f = 100 if pct else 1
-    sd = f" ± {c['std'] * f:.1f}" if c["std"] is not None else ""
-    return f"{c['mean'] * f:.1f}{sd}" if pct else f"{c['mean']:.2f}"
-
-
 def report(result: dict) -> str:
+    from tla.experiments.ablation import stat_cell
+
+    def pct(key: str) -> str:
+        return stat_cell(r[key], True)
+
     intro = (f"Untrained base: {result['untrained_base']}. The other rows are the committed pretraining "
              f"ablation's runs of the same seeds ({result['compare']}). Seeds {', '.join(map(str, result['seeds']))}; "
-             "mean ± sample std over seeds. In distribution: sp_test and the square peg at 1.0 mm; out of "
+             "mean ± sample std [min-max] over seeds. In distribution: sp_test and the square peg at 1.0 mm; out of "
              "distribution: mp_test_ood and the unseen round and hexagon pegs at 2.0 mm (50 episodes each).")
     header = ("| model | direction x / y / rz % | GCR % | 1.0 mm % (steps) | OOD direction x / y / rz %, GCR % | "
               "round / hexagon 2.0 mm % | collapsed runs (distinct answers) |")
@@ -109,10 +102,10 @@ def report(result: dict) -> str:
              "|---|---|---|---|---|---|---|"]
     for name, r in result["rows"].items():
         lines.append(
-            f"| {name} | {_cell(r['direction_x'])} / {_cell(r['direction_y'])} / {_cell(r['direction_rz'])} | "
-            f"{_cell(r['gcr'])} | {_cell(r['success'])} ({_cell(r['mean_steps'], False)}) | "
-            f"{_cell(r['ood_direction_x'])} / {_cell(r['ood_direction_y'])} / {_cell(r['ood_direction_rz'])}, "
-            f"{_cell(r['ood_gcr'])} | {_cell(r['ood_success_round'])} / {_cell(r['ood_success_hexagon'])} | "
+            f"| {name} | {pct('direction_x')} / {pct('direction_y')} / {pct('direction_rz')} | {pct('gcr')} | "
+            f"{pct('success')} ({stat_cell(r['mean_steps'], False)}) | {pct('ood_direction_x')} / "
+            f"{pct('ood_direction_y')} / {pct('ood_direction_rz')}, {pct('ood_gcr')} | "
+            f"{pct('ood_success_round')} / {pct('ood_success_hexagon')} | "
             f"{r['collapsed_runs']} ({', '.join(map(str, r['distinct_answers']))}) |")
     return "\n".join(lines) + "\n"
 

@@ -367,16 +367,22 @@ def collect(out: Path, cfg: AblationConfig, partial_ok: bool = False) -> dict:
                 if cfg.ood_shapes else [])
     for r in rows.values():
         for k in (*METRICS, "success", "mean_steps", *ood_keys):
-            vals = np.array([x[k] for x in r["runs"] if x[k] is not None], dtype=float)
-            r[k] = {"mean": float(vals.mean()) if len(vals) else None,
-                    "std": float(vals.std(ddof=1)) if len(vals) > 1 else None,
-                    "min": float(vals.min()) if len(vals) else None, "max": float(vals.max()) if len(vals) else None}
+            r[k] = seed_stats(x[k] for x in r["runs"])
         r["collapsed_runs"] = sum(x["collapsed"] for x in r["runs"])
     return {"config": asdict(cfg), "hardware": hardware(), "stage_seconds": Stages(out).seconds(),
             "metadata": json.loads((out / "ablation.json").read_text()), "rows": rows}
 
 
-def _cell(s: dict, pct: bool) -> str:
+def seed_stats(values) -> dict:
+    """Mean, sample std, min and max over seeds of one metric (None values, e.g. no success, left out)."""
+    vals = np.array([v for v in values if v is not None], dtype=float)
+    return {"mean": float(vals.mean()) if len(vals) else None,
+            "std": float(vals.std(ddof=1)) if len(vals) > 1 else None,
+            "min": float(vals.min()) if len(vals) else None, "max": float(vals.max()) if len(vals) else None}
+
+
+def stat_cell(s: dict, pct: bool) -> str:
+    """A report cell of `seed_stats`: mean ± std [min-max] (percent), or mean ± std."""
     if s["mean"] is None:
         return "n/a"
     f = 100 if pct else 1
@@ -442,9 +448,9 @@ def write_report(out: Path, res: dict) -> Path:
                         for k in ("l1_x_all", "l1_y_all", "l1_rz_all"))
         coll = f"**{r['collapsed_runs']} of {len(r['runs'])}**" if r["collapsed_runs"] else f"0 of {len(r['runs'])}"
         steps = "n/a" if r["mean_steps"]["mean"] is None else f"{r['mean_steps']['mean']:.2f}"
-        lines.append(f"| {name} | {', '.join(map(str, r['seeds']))} | {_cell(r['direction_x'], True)} | {_cell(r['direction_y'], True)} | "
-                     f"{_cell(r['direction_rz'], True)} | {_cell(r['gcr'], True)} | {l1} | "
-                     f"{_cell(r['success'], True)} | {steps} | {coll} |")
+        lines.append(f"| {name} | {', '.join(map(str, r['seeds']))} | {stat_cell(r['direction_x'], True)} | {stat_cell(r['direction_y'], True)} | "
+                     f"{stat_cell(r['direction_rz'], True)} | {stat_cell(r['gcr'], True)} | {l1} | "
+                     f"{stat_cell(r['success'], True)} | {steps} | {coll} |")
     shapes = cfg.get("ood_shapes") or ()
     if shapes:
         lines += ["", f"## Out of distribution: unseen peg shapes ({', '.join(shapes)})", "",
@@ -454,7 +460,7 @@ def write_report(out: Path, res: dict) -> Path:
                   + " | ".join(f"{s} {cfg['ood_clearance']} mm success %" for s in shapes) + " |",
                   "|---|---|---|---|---|---|" + "---|" * len(shapes)]
         for name, r in res["rows"].items():
-            cells = [_cell(r[f"ood_{k}"], True) for k in OOD_METRICS] + [_cell(r[f"ood_success_{s}"], True)
+            cells = [stat_cell(r[f"ood_{k}"], True) for k in OOD_METRICS] + [stat_cell(r[f"ood_success_{s}"], True)
                                                                          for s in shapes]
             lines.append(f"| {name} | {', '.join(map(str, r['seeds']))} | {' | '.join(cells)} |")
     lines += ["", "## Per run", "", "| run | seed | direction x / y / rz % | GCR % | parse failures % | "
