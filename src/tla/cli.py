@@ -180,7 +180,8 @@ def ablate(
                                  "`answers` (the tiny preset's plain answer vs contact reasoning and constrained "
                                  "decoding), or `pretrained` (from scratch vs a `tla pretrain` base given by "
                                  "--base), or `dpo` (the tiny preset before and after preference tuning), or "
-                                 "`targets` (the plain answer vs the signed answer and the auxiliary action loss); "
+                                 "`targets` (the plain answer vs the signed answer and the auxiliary action loss), "
+                                 "or `layouts` (the composite vs the pairs layout); "
                                  "groups and row names mix (pretrained,dpo). "
                                  "Default: the paper input, each tiny-preset departure alone and "
                                  "together, BC on both inputs"),
@@ -202,6 +203,7 @@ def ablate(
         ANSWER_VARIANTS,
         DEFAULT_VARIANTS,
         DPO_VARIANTS,
+        LAYOUT_VARIANTS,
         PRETRAIN_VARIANTS,
         TARGET_VARIANTS,
         AblationConfig,
@@ -209,7 +211,7 @@ def ablate(
     from tla.experiments.ablation import ablate as run
 
     groups = {"answers": ANSWER_VARIANTS, "pretrained": PRETRAIN_VARIANTS, "dpo": DPO_VARIANTS,
-              "targets": TARGET_VARIANTS}
+              "targets": TARGET_VARIANTS, "layouts": LAYOUT_VARIANTS}
     named = [v.strip() for v in variants.split(",") if v.strip()]
     # row names and group names mix (`pretrained,dpo`); a row named twice appears once, in first order
     chosen = tuple(dict.fromkeys(r for v in named for r in groups.get(v, (v,)))) or DEFAULT_VARIANTS

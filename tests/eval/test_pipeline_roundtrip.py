@@ -11,7 +11,7 @@ from tla.sim.modality import MODALITIES
 BC = ["image_size=[24,32]"]
 DP = ["image_size=[24,32]", "noise_samples=1", "ddim_steps=2"]
 TLA = ["composite_size=84", "frame_size=28", "generate.max_new_tokens=6", "generate.num_beams=2"]
-LAYOUTS = ("composite", "frames", "video")
+LAYOUTS = ("composite", "frames", "video", "pairs")
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from tla.experiments.ablation import (
     ANSWER_VARIANTS,
     DEFAULT_VARIANTS,
     DPO_VARIANTS,
+    LAYOUT_VARIANTS,
     PAPER_INPUT,
     PRETRAIN_VARIANTS,
     TARGET_VARIANTS,
@@ -65,6 +66,13 @@ def test_variants_go_from_the_paper_input_to_the_tiny_preset():
     for c in cfgs.values():  # otherwise the tiny preset
         assert dataclasses.replace(c, signed_answer=False, action_aux_weight=0.0) == tla_preset("tiny", ["model.seed=2"])
     assert len({r.key for r in targets.values()}) == len(TARGET_VARIANTS)
+    # the layout row is the tiny preset read through the pairs layout, its own run
+    layouts = {r.row: r for r in runs(AblationConfig(seeds=(2,), variants=LAYOUT_VARIANTS))}
+    pairs = layouts["SP-TLA tiny preset + pairs layout"]
+    cfg = tla_preset("tiny", [o for o in pairs.overrides if not o.startswith("train.")])
+    assert (cfg.layout, cfg.frame_size, pairs.decode) == ("pairs", 56, "mean")
+    assert dataclasses.replace(cfg, layout="composite") == tla_preset("tiny", ["model.seed=2"])
+    assert pairs.key == "tla_flow_table_pairs_s2" != layouts[TINY_PRESET["tla"]].key
 
 
 def test_pretrained_base_rows_fine_tune_the_given_base_with_the_papers_recipe(tmp_path):

@@ -125,3 +125,24 @@ def test_tiny_video_tla_trains_predicts_and_round_trips(tmp_path):
     assert q.cfg.layout == "video" and torch.equal(p.position_table.weight, q.position_table.weight)
     again = q.predict(make_batch(x, shapes))
     assert again.texts == pred.texts and np.array_equal(again.actions, pred.actions)
+
+
+def test_pairs_layout_interleaves_the_pads_so_each_temporal_patch_holds_one_instant():
+    """`pairs`: one 8-frame video left t0, right t0, ..., right t3; temporal patch k holds (left tk, right tk)
+    at the same pixels, and the table holds one grid per instant."""
+    from tla.policies.tla.layout import PAIRS_LABEL, pad_pairs
+    from tla.sim.compose import frame_index
+
+    x = np.stack([np.full((30, 40, 3), 10 * k, np.uint8) for k in range(8)])  # frame k is uniformly 10 k
+    lay = pad_pairs(x, SIZE)
+    assert not lay.images and len(lay.videos) == 1 and lay.videos[0].shape == (8, SIZE, SIZE, 3)
+    order = [frame_index(pad, t) for t in range(4) for pad in range(2)]
+    assert [int(f[0, 0, 0]) for f in lay.videos[0]] == [10 * k for k in order]
+    assert order[:2] == [0, 4]  # left t0, right t0
+    p = TLAProcessor(train_tiny_tokenizer(), image_size=SIZE, layout="pairs")
+    b = p.batch(obs(2), ["square", "round"], ["[1, 2, 3]", "[4, 5, 6]"])
+    assert b["video_grid_thw"].tolist() == [[4, 4, 4]] * 2 and p.position_grids == 4
+    assert ((b["input_ids"] == p.placeholder_ids["video"]).sum(1) == 4 * 16 // 4).all()
+    assert PAIRS_LABEL in p.tokenizer.decode(b["input_ids"][0])
+    q = TLAPolicy.build("tiny", ["layout=pairs", f"frame_size={SIZE}"])
+    assert q.position_table.weight.shape[0] == 4 * 16

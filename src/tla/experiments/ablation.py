@@ -115,6 +115,9 @@ VARIANTS: dict[str, Variant] = {
     "SP-TLA tiny preset + action aux loss": Variant("tla", "tla_flow_table_aux", AUX, "mean"),
     "SP-TLA tiny preset + signed answer + action aux loss": Variant(
         "tla", "tla_flow_table_signed_aux", (*SIGNED, AUX_WEIGHT), "mean"),
+    # the pads interleaved in one video, each temporal patch both pads at one instant (tla.policies.tla.layout)
+    "SP-TLA tiny preset + pairs layout": Variant("tla", "tla_flow_table_pairs",
+                                                 (*FLOW_TABLE, "layout=pairs", "frame_size=56"), "mean"),
     "BC rgb": Variant("bc", "bc", ("modality=rgb",), None),
     "BC marker flow (tiny preset)": Variant("bc", "bc_flow", ("modality=marker_flow",), None),
 }
@@ -139,6 +142,9 @@ DPO_VARIANTS = ("SP-TLA marker flow + position table",
 TARGET_VARIANTS = ("SP-TLA marker flow + position table + mean of beams (tiny preset)",
                    "SP-TLA tiny preset + signed answer", "SP-TLA tiny preset + action aux loss",
                    "SP-TLA tiny preset + signed answer + action aux loss", "BC marker flow (tiny preset)")
+# the input layout: the tiny preset's composite vs the pads interleaved in one video
+LAYOUT_VARIANTS = ("SP-TLA marker flow + position table + mean of beams (tiny preset)",
+                   "SP-TLA tiny preset + pairs layout", "BC marker flow (tiny preset)")
 PAPER_INPUT = VARIANTS["SP-TLA paper input (rgb)"][2]
 TINY_PRESET = {"tla": "SP-TLA marker flow + position table + mean of beams (tiny preset)",
                "bc": "BC marker flow (tiny preset)"}
@@ -431,6 +437,12 @@ def write_report(out: Path, res: dict) -> Path:
             "(marker flow, the 8 frames as labelled 56 px images, no position table: what the base reads) and "
             "model trained from random initialisation. None of these rows has the position table (a stock "
             "Qwen2-VL has none)."]),
+        *([] if "SP-TLA tiny preset + pairs layout" not in res["rows"] else [
+            "",
+            "`pairs layout`: the tiny preset's input and model, its 8 frames given as one video of 56 px frames "
+            "with the pads interleaved (left t0, right t0, ..., right t3; each right frame mirrored left-right), "
+            "so each vision token holds both pads at one instant and one position along the peg; the tiny preset "
+            "tiles them in one 168 px composite."]),
         *([] if not any(VARIANTS[n].tunes for n in res["rows"] if n in VARIANTS) else [
             "",
             "`DPO`: the run of the row it tunes (same seed), preference-tuned by `tla dpo` (VTLA's stage after "

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from tla.config import apply_overrides, from_dict, to_dict
 from tla.policies.tla.config import TLAConfig, tla_preset
-from tla.policies.tla.layout import frame_label
+from tla.policies.tla.layout import PAIRS_LABEL, frame_label
 from tla.pretrain.corpus import EVALUATION_CLEARANCES, CorpusConfig, corpus_texts, describe, load_corpus
 from tla.pretrain.model import BASE_INPUT, PretrainPolicy, export_checkpoint, input_settings
 from tla.sim.compose import NUM_PADS, NUM_STEPS, PAD_NAMES
@@ -249,6 +249,8 @@ def layout_words(tla_cfg: TLAConfig) -> str:
     if tla_cfg.layout == "video":
         return (f"as two 4-frame videos of {tla_cfg.frame_size} px, each after its label "
                 f"({' / '.join(f'{pad} pad:' for pad in PAD_NAMES)})")
+    if tla_cfg.layout == "pairs":
+        return f"as one 8-frame video of {tla_cfg.frame_size} px, the pads interleaved ({PAIRS_LABEL})"
     return f"in one 3x3 composite image of {tla_cfg.composite_size} px"
 
 
@@ -259,6 +261,8 @@ def layout_prompt(tla_cfg: TLAConfig) -> str:
         return f"{frame_label(0, 0)}{image} ... {frame_label(NUM_PADS - 1, NUM_STEPS - 1)}{image}"
     if tla_cfg.layout == "video":
         return "".join(f"{pad} pad:<|vision_start|><|video_pad|> x N<|vision_end|>" for pad in PAD_NAMES)
+    if tla_cfg.layout == "pairs":
+        return f"{PAIRS_LABEL}<|vision_start|><|video_pad|> x N<|vision_end|>"
     return image
 
 

@@ -78,10 +78,11 @@ class TLAConfig:
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     modality: str = "rgb"  # rgb (the paper's camera frames), marker_flow or depth: tla.sim.modality
     # how the 8 frames enter the prompt (tla.policies.tla.layout): "composite" (the paper's 3x3 image),
-    # "frames" (8 labelled images of frame_size px) or "video" (2 labelled 4-frame videos of frame_size px)
+    # "frames" (8 labelled images of frame_size px), "video" (2 labelled 4-frame videos of frame_size px) or
+    # "pairs" (one 8-frame video, the pads interleaved: each temporal patch holds both pads at one instant)
     layout: str = "composite"
     composite_size: int = 224  # 3x3 composite side in px; must be a multiple of 28 (patch 14 x merge 2)
-    frame_size: int = 56  # side of each frame of the frames and video layouts; a multiple of 28
+    frame_size: int = 56  # side of each frame of the frames, video and pairs layouts; a multiple of 28
     # frame preprocessing before the composite; the paper feeds raw frames (all off); for rgb on the CPU
     # scale, removing the markers and the mean brightness makes the small model learn (tla.policies.preprocess)
     preprocess: FramePreprocess = field(default_factory=FramePreprocess)

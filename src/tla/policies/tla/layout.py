@@ -15,6 +15,11 @@ its media count in `MEDIA_PER_OBSERVATION`.
   is grid_t = 2 slices of patches and a token sees 2 instants (t0+t1, t2+t3); its temporal rotary position
   tells the slices apart. The adapter builds the video patches (no torchvision), and the position table
   works here too: one grid per (video, temporal slice).
+- `pairs`: one video of the 8 frames in the order left t0, right t0, left t1, ..., right t3, each right
+  frame mirrored left-right (the two cameras see mirror images), so each temporal patch holds the two pads at
+  one instant and at the same position along the peg: a token compares the pads pixel by pixel, the way
+  BC's stacked channels do (the twist shows as opposite shear on the two pads), and the temporal rotary
+  position tells the 4 instants apart.
 """
 
 from __future__ import annotations
@@ -71,11 +76,30 @@ def pad_videos(frames: np.ndarray, size: int) -> Layout:
     return Layout([], content, videos)
 
 
+PAIRS_LABEL = "left and right pads, t0 to t3:"
+
+
+def mirror_right(frame: np.ndarray, pad: int) -> np.ndarray:
+    """The right pad's frame flipped left-right: the cameras face each other, so the two images of a press
+    are mirror images, and flipped, one pixel column is one position along the peg in both pads."""
+    return np.ascontiguousarray(frame[:, ::-1]) if pad == 1 else frame
+
+
+def pad_pairs(frames: np.ndarray, size: int) -> Layout:
+    """One video of size x size frames, the pads interleaved instant by instant (left t0, right t0, ...,
+    right t3; each right frame mirrored left-right, `mirror_right`), after its label."""
+    frames = check_frames(frames)
+    video = np.stack([resize(mirror_right(frames[frame_index(pad, t)], pad), size) for t in range(NUM_STEPS)
+                      for pad in range(NUM_PADS)])
+    return Layout([], [{"type": "text", "text": PAIRS_LABEL}, {"type": "video"}], [video])
+
+
 LAYOUTS: dict[str, Callable[[np.ndarray, int], Layout]] = {
-    "composite": composite, "frames": separate_frames, "video": pad_videos,
+    "composite": composite, "frames": separate_frames, "video": pad_videos, "pairs": pad_pairs,
 }
-# (images, videos) per observation; a video holds NUM_STEPS frames
-MEDIA_PER_OBSERVATION = {"composite": (1, 0), "frames": (NUM_PADS * NUM_STEPS, 0), "video": (0, NUM_PADS)}
+# (images, videos, frames per video) per observation
+MEDIA_PER_OBSERVATION = {"composite": (1, 0, 0), "frames": (NUM_PADS * NUM_STEPS, 0, 0),
+                         "video": (0, NUM_PADS, NUM_STEPS), "pairs": (0, 1, NUM_PADS * NUM_STEPS)}
 
 
 def check_layout(name: str, size: int) -> str:

@@ -24,7 +24,6 @@ from tla.data.text import instruction
 from tla.policies.preprocess import FramePreprocess, preprocess_frames
 from tla.policies.tla.adapters import Visual, VLMAdapter, adapter_for
 from tla.policies.tla.layout import LAYOUTS, MEDIA_PER_OBSERVATION, Layout, check_layout
-from tla.sim.compose import NUM_STEPS
 
 IGNORE = -100
 
@@ -96,8 +95,8 @@ class TLAProcessor:
     @property
     def position_grids(self) -> int:
         """Patch grids per observation: one per image, one per temporal slice of each video."""
-        images, videos = MEDIA_PER_OBSERVATION[self.layout]
-        return images + videos * (NUM_STEPS // self.adapter.temporal_patch_size)
+        images, videos, frames = MEDIA_PER_OBSERVATION[self.layout]
+        return images + videos * (frames // self.adapter.temporal_patch_size)
 
     # --- text ---
     def prompt(self, shape: str, n_tokens: int | list[int], content: list[dict] | None = None,
