@@ -139,6 +139,11 @@ def test_pairs_layout_interleaves_the_pads_so_each_temporal_patch_holds_one_inst
     order = [frame_index(pad, t) for t in range(4) for pad in range(2)]
     assert [int(f[0, 0, 0]) for f in lay.videos[0]] == [10 * k for k in order]
     assert order[:2] == [0, 4]  # left t0, right t0
+    # at the layout's own size nothing is resampled: left frames as they are, right frames mirrored left-right
+    y = frames(8, seed=5)
+    video = pad_pairs(y, SIZE).videos[0]
+    for k, idx in enumerate(order):
+        np.testing.assert_array_equal(video[k], y[idx] if idx < 4 else y[idx][:, ::-1])
     p = TLAProcessor(train_tiny_tokenizer(), image_size=SIZE, layout="pairs")
     b = p.batch(obs(2), ["square", "round"], ["[1, 2, 3]", "[4, 5, 6]"])
     assert b["video_grid_thw"].tolist() == [[4, 4, 4]] * 2 and p.position_grids == 4
