@@ -82,7 +82,7 @@ PAIRS_LABEL = "left and right pads, t0 to t3:"
 def mirror_right(frame: np.ndarray, pad: int) -> np.ndarray:
     """The right pad's frame flipped left-right: the cameras face each other, so the two images of a press
     are mirror images, and flipped, one pixel column is one position along the peg in both pads."""
-    return np.ascontiguousarray(frame[:, ::-1]) if pad == 1 else frame
+    return np.ascontiguousarray(frame[:, ::-1]) if PAD_NAMES[pad] == "right" else frame
 
 
 def pad_pairs(frames: np.ndarray, size: int) -> Layout:
