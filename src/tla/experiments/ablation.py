@@ -437,7 +437,7 @@ def write_report(out: Path, res: dict) -> Path:
             "(marker flow, the 8 frames as labelled 56 px images, no position table: what the base reads) and "
             "model trained from random initialisation. None of these rows has the position table (a stock "
             "Qwen2-VL has none)."]),
-        *([] if "SP-TLA tiny preset + pairs layout" not in res["rows"] else [
+        *([] if not any("layout=pairs" in VARIANTS[n].overrides for n in res["rows"] if n in VARIANTS) else [
             "",
             "`pairs layout`: the tiny preset's input and model, its 8 frames given as one video of 56 px frames "
             "with the pads interleaved (left t0, right t0, ..., right t3; each right frame mirrored left-right), "
